@@ -1,0 +1,103 @@
+// Package storage defines where repository files live. A Storage holds named files
+// grouped by type; it never interprets their content. Providers: local (a folder),
+// mem (tests), and the network ones; wrappers for retries and limits are stacked by
+// Wrap in one place.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// FileType is the kind of a repository file; each is kept in its own folder.
+type FileType string
+
+// The file types of a repository.
+const (
+	ConfigFile   FileType = "config"
+	KeyFile      FileType = "keys"
+	PackFile     FileType = "data"
+	IndexFile    FileType = "index"
+	SnapshotFile FileType = "snapshots"
+	LockFile     FileType = "locks"
+)
+
+// FileTypes lists every file type, config first.
+var FileTypes = []FileType{ConfigFile, KeyFile, PackFile, IndexFile, SnapshotFile, LockFile}
+
+// Handle names one file. The config file has an empty Name.
+type Handle struct {
+	Type FileType
+	Name string
+}
+
+func (h Handle) String() string {
+	if h.Type == ConfigFile {
+		return string(h.Type)
+	}
+	return string(h.Type) + "/" + h.Name
+}
+
+// Valid reports whether h names a file: a known type and, except for the config, a
+// name of letters, digits, '-' and '_' only.
+func (h Handle) Valid() error {
+	switch h.Type {
+	case ConfigFile:
+		if h.Name != "" {
+			return fmt.Errorf("config handle with name %q", h.Name)
+		}
+		return nil
+	case KeyFile, PackFile, IndexFile, SnapshotFile, LockFile:
+	default:
+		return fmt.Errorf("unknown file type %q", h.Type)
+	}
+	if h.Name == "" || len(h.Name) > 128 {
+		return fmt.Errorf("invalid file name %q", h.Name)
+	}
+	for _, c := range h.Name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("invalid file name %q", h.Name)
+		}
+	}
+	return nil
+}
+
+// FileInfo describes a stored file.
+type FileInfo struct {
+	Name string
+	Size int64
+}
+
+// ErrNotExist is returned (wrapped) when a file does not exist; it matches fs.ErrNotExist.
+var ErrNotExist = fmt.Errorf("file does not exist: %w", fs.ErrNotExist)
+
+// ErrExists is returned by Save when a file of that name is already stored.
+var ErrExists = errors.New("file already exists")
+
+// Storage stores repository files. Every method is safe for concurrent use.
+// A file is written once and never changed: Save of an existing name fails with
+// ErrExists, and a file is either wholly visible or not at all (no reader ever sees
+// part of a Save).
+type Storage interface {
+	// Location names the storage for people, such as a path or URL.
+	Location() string
+	// Save stores data as file h.
+	Save(ctx context.Context, h Handle, data []byte) error
+	// Load returns length bytes of h from offset; length 0 means to the end.
+	// Reading past the end is an error.
+	Load(ctx context.Context, h Handle, offset, length int64) ([]byte, error)
+	// Stat returns h's size, or an error matching ErrNotExist.
+	Stat(ctx context.Context, h Handle) (FileInfo, error)
+	// List calls fn for each file of type t, in no particular order. When an error
+	// occurs, or fn returns one, List stops and returns it.
+	List(ctx context.Context, t FileType, fn func(FileInfo) error) error
+	// Remove deletes h; removing a file that does not exist is an error matching ErrNotExist.
+	Remove(ctx context.Context, h Handle) error
+	// Close releases connections and other resources.
+	Close() error
+}
+
+// IsNotExist reports whether err says that a file does not exist.
+func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
