@@ -1,0 +1,39 @@
+// Command cairn backs up whole disks and files into a deduplicated, compressed,
+// encrypted repository. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"cairn/internal/cli"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+// run executes the command line and returns the exit status of DESIGN.md: 0 success,
+// 1 failure, 2 bad usage, 3 snapshot saved with unreadable sources.
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := cli.NewRootCommand(os.Stdin, os.Stdout, os.Stderr)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return cli.ExitOK
+	}
+	fmt.Fprintf(os.Stderr, "cairn: %v\n", err)
+	var ee *cli.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	if isUsage(err) {
+		return cli.ExitUsage
+	}
+	return cli.ExitFailure
+}

@@ -1,0 +1,263 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+
+	"cairn/internal/chunker"
+	"cairn/internal/localfs"
+	"cairn/internal/repo"
+)
+
+type fileJob struct {
+	path   string
+	node   *repo.Node
+	status FileStatus
+	f      *future
+}
+
+type blobJob struct {
+	buf *[]byte
+	n   int
+	res chan blobResult
+}
+
+type blobResult struct {
+	id    repo.ID
+	added int
+	err   error
+}
+
+// chunkBufs holds buffers of the largest chunk size, so that chunks in flight are
+// bounded in count and reuse their memory.
+var chunkBufs sync.Pool
+
+// startWorkers starts the file readers, which chunk files, and the blob savers,
+// which hash, compress, seal and pack the chunks on every core.
+func (a *archiver) startWorkers(ctx context.Context) {
+	var readers, savers sync.WaitGroup
+	for range a.opts.Workers {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for job := range a.files {
+				a.readFile(ctx, job)
+			}
+		}()
+	}
+	for range runtime.GOMAXPROCS(0) {
+		savers.Add(1)
+		go func() {
+			defer savers.Done()
+			for job := range a.blobs {
+				data := (*job.buf)[:job.n]
+				id, added, err := a.saveChunk(ctx, data)
+				chunkBufs.Put(job.buf)
+				job.res <- blobResult{id: id, added: added, err: err}
+			}
+		}()
+	}
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		readers.Wait()
+		close(a.blobs)
+		savers.Wait()
+	}()
+}
+
+func (a *archiver) saveChunk(ctx context.Context, data []byte) (repo.ID, int, error) {
+	if !localfs.IsZero(data) {
+		return a.r.SaveBlob(ctx, repo.DataBlob, data)
+	}
+	a.zeroMu.Lock()
+	id, ok := a.zeroIDs[len(data)]
+	if !ok {
+		id = a.r.BlobID(data)
+		a.zeroIDs[len(data)] = id
+	}
+	a.zeroMu.Unlock()
+	n, err := a.r.SaveBlobWithID(ctx, repo.DataBlob, id, data)
+	return id, n, err
+}
+
+// unchanged reports whether a file may take its content from its node in the parent
+// snapshot without being read: same type, size, times and inode, and all content
+// still in the repository.
+func (a *archiver) unchanged(n, prev *repo.Node) bool {
+	if prev == nil || prev.Type != repo.NodeFile || prev.Size != n.Size || prev.MTime != n.MTime ||
+		prev.CTime != n.CTime || prev.Inode != n.Inode || prev.Error != "" {
+		return false
+	}
+	if n.Size > 0 && len(prev.Content) == 0 {
+		return false
+	}
+	for _, id := range prev.Content {
+		if !a.r.HasBlob(repo.DataBlob, id) {
+			return false
+		}
+	}
+	return true
+}
+
+// saveFile returns a future of the file's node with its content saved.
+func (a *archiver) saveFile(ctx context.Context, path string, n *repo.Node, prev *repo.Node) *future {
+	if a.unchanged(n, prev) {
+		n.Content = prev.Content
+		a.mu.Lock()
+		a.stats.FilesUnmodified++
+		a.stats.TotalFiles++
+		a.stats.TotalBytes += n.Size
+		a.mu.Unlock()
+		a.progress.BytesRead(int64(n.Size))
+		a.progress.FileDone(path, int64(n.Size), FileUnchanged)
+		return doneFuture(n)
+	}
+	status := FileNew
+	if prev != nil {
+		status = FileChanged
+	}
+	job := fileJob{path: path, node: n, status: status, f: &future{done: make(chan struct{}), node: n}}
+	select {
+	case a.files <- job:
+	case <-ctx.Done():
+		return failedFuture(ctx.Err())
+	}
+	return job.f
+}
+
+// readFile reads and chunks one file, hands the chunks to the savers, and completes
+// the job's future with the content ids in order.
+func (a *archiver) readFile(ctx context.Context, job fileJob) {
+	defer close(job.f.done)
+	f, err := openFile(job.path)
+	if err != nil {
+		job.f.skip = true
+		a.addError(job.path, err)
+		return
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if sparse(f) {
+		r = &holeReader{f: f, size: int64(job.node.Size)}
+	}
+	c, err := chunker.NewCDC(r, a.sizes)
+	if err != nil {
+		job.f.err = err
+		return
+	}
+	var results []chan blobResult
+	var size uint64
+	var readErr error
+	for {
+		ch, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		bp, _ := chunkBufs.Get().(*[]byte)
+		if bp == nil || cap(*bp) < len(ch.Data) {
+			b := make([]byte, max(a.sizes.Max, len(ch.Data)))
+			bp = &b
+		}
+		n := copy((*bp)[:cap(*bp)], ch.Data)
+		res := make(chan blobResult, 1)
+		select {
+		case a.blobs <- blobJob{buf: bp, n: n, res: res}:
+		case <-ctx.Done():
+			job.f.err = ctx.Err()
+			return
+		}
+		results = append(results, res)
+		size += uint64(n)
+		a.progress.BytesRead(int64(n))
+	}
+	content := make([]repo.ID, 0, len(results))
+	var added uint64
+	for _, res := range results {
+		r := <-res
+		if r.err != nil && job.f.err == nil {
+			job.f.err = fmt.Errorf("%s: %w", job.path, r.err)
+		}
+		content = append(content, r.id)
+		added += uint64(r.added)
+	}
+	if job.f.err != nil {
+		return
+	}
+	if readErr != nil {
+		job.f.skip = true
+		a.addError(job.path, readErr)
+		return
+	}
+	n := job.node
+	n.Content = content
+	if after, err := f.Stat(); err == nil && (uint64(after.Size()) != n.Size || after.ModTime().UnixNano() != n.MTime || size != n.Size) {
+		n.Error = "file changed while it was read"
+		a.progress.Warning(job.path, n.Error)
+	}
+	n.Size = size
+	a.mu.Lock()
+	switch job.status {
+	case FileNew:
+		a.stats.FilesNew++
+	case FileChanged:
+		a.stats.FilesChanged++
+	}
+	a.stats.TotalFiles++
+	a.stats.TotalBytes += size
+	a.stats.DataAdded += added
+	a.mu.Unlock()
+	a.progress.FileDone(job.path, int64(size), job.status)
+}
+
+// holeReader reads a sparse file, producing the zeros of holes without reading them.
+type holeReader struct {
+	f       *os.File
+	pos     int64
+	size    int64
+	dataEnd int64 // end of the data region pos is in; pos >= dataEnd means unknown
+}
+
+func (h *holeReader) Read(p []byte) (int, error) {
+	if h.pos >= h.size {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > h.size-h.pos {
+		p = p[:h.size-h.pos]
+	}
+	if h.pos >= h.dataEnd {
+		data, err := localfs.SeekData(h.f, h.pos)
+		if errors.Is(err, io.EOF) {
+			data = h.size
+		} else if err != nil {
+			return 0, err
+		}
+		if data > h.pos { // in a hole
+			n := int(min(int64(len(p)), data-h.pos))
+			clear(p[:n])
+			h.pos += int64(n)
+			return n, nil
+		}
+		hole, err := localfs.SeekHole(h.f, h.pos)
+		if err != nil {
+			return 0, err
+		}
+		h.dataEnd = hole
+	}
+	n := int(min(int64(len(p)), h.dataEnd-h.pos))
+	n, err := h.f.ReadAt(p[:n], h.pos)
+	h.pos += int64(n)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	return n, err
+}

@@ -1,0 +1,103 @@
+package chunker
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"testing"
+)
+
+func collect(t testing.TB, c Chunker) [][]byte {
+	var out [][]byte
+	var off uint64
+	for {
+		ch, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.Offset != off {
+			t.Fatalf("chunk offset %d, want %d", ch.Offset, off)
+		}
+		off += uint64(len(ch.Data))
+		out = append(out, append([]byte(nil), ch.Data...))
+	}
+}
+
+func randomBytes(n int, seed int64) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+func TestCDCReassemblesAndRespectsSizes(t *testing.T) {
+	data := randomBytes(40<<20, 1)
+	c, err := NewCDC(bytes.NewReader(data), DefaultSizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := collect(t, c)
+	if got := bytes.Join(chunks, nil); !bytes.Equal(got, data) {
+		t.Fatal("chunks do not reassemble the input")
+	}
+	for i, ch := range chunks {
+		if len(ch) > DefaultSizes.Max || (len(ch) < DefaultSizes.Min && i != len(chunks)-1) {
+			t.Fatalf("chunk %d has size %d outside [%d, %d]", i, len(ch), DefaultSizes.Min, DefaultSizes.Max)
+		}
+	}
+	if n := len(chunks); n < 20 || n > 80 {
+		t.Fatalf("%d chunks for 40 MiB, expected about 40", n)
+	}
+}
+
+func TestCDCInsertionKeepsMostChunks(t *testing.T) {
+	data := randomBytes(32<<20, 2)
+	edited := append(append(append([]byte{}, data[:10<<20]...), []byte("inserted bytes")...), data[10<<20:]...)
+	set := map[string]bool{}
+	c, _ := NewCDC(bytes.NewReader(data), DefaultSizes)
+	for _, ch := range collect(t, c) {
+		set[string(ch)] = true
+	}
+	c, _ = NewCDC(bytes.NewReader(edited), DefaultSizes)
+	chunks := collect(t, c)
+	changed := 0
+	for _, ch := range chunks {
+		if !set[string(ch)] {
+			changed++
+		}
+	}
+	if changed > 2 {
+		t.Fatalf("an insertion changed %d of %d chunks, want at most 2", changed, len(chunks))
+	}
+}
+
+func TestFixed(t *testing.T) {
+	for _, n := range []int{0, 1, 4095, 4096, 4097, 3*4096 + 5} {
+		data := randomBytes(n, int64(n))
+		chunks := collect(t, NewFixed(bytes.NewReader(data), 4096))
+		if got := bytes.Join(chunks, nil); !bytes.Equal(got, data) {
+			t.Fatalf("size %d: chunks do not reassemble the input", n)
+		}
+		for i, ch := range chunks[:max(0, len(chunks)-1)] {
+			if len(ch) != 4096 {
+				t.Fatalf("size %d: chunk %d has %d bytes", n, i, len(ch))
+			}
+		}
+	}
+}
+
+func BenchmarkCDC(b *testing.B) {
+	data := randomBytes(64<<20, 3)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		c, _ := NewCDC(bytes.NewReader(data), DefaultSizes)
+		for {
+			if _, err := c.Next(); err != nil {
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,227 @@
+package repo
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"cairn/internal/format"
+	"cairn/internal/storage"
+)
+
+// packers gathers sealed blobs into packs, one open pack per blob type, and uploads
+// finished packs with a bounded number of uploads at once.
+type packers struct {
+	r       *Repository
+	mu      sync.Mutex
+	open    map[BlobType]*openPack
+	pending map[blobKey]bool // saved into a pack not yet uploaded
+	uploads chan struct{}    // semaphore of uploads in flight
+	wg      sync.WaitGroup
+	errMu   sync.Mutex
+	err     error // first upload error; every later save fails with it
+}
+
+type openPack struct {
+	data  []byte
+	blobs []format.PackBlob
+}
+
+func newPackers(r *Repository) *packers {
+	return &packers{
+		r:       r,
+		open:    map[BlobType]*openPack{},
+		pending: map[blobKey]bool{},
+		uploads: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+	}
+}
+
+func (p *packers) failed() error {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.err
+}
+
+// SaveBlob stores data as a blob of type t unless the repository has it already, and
+// returns its id and the bytes it added to the repository (0 for a known blob). The
+// blob is durable only after Flush. Callers run SaveBlob from many goroutines at
+// once: hashing, compressing and sealing happen on the caller's goroutine.
+func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID, int, error) {
+	id := ID(r.key.ContentID(data))
+	n, err := r.SaveBlobWithID(ctx, t, id, data)
+	return id, n, err
+}
+
+// SaveBlobWithID is SaveBlob for a caller that has already computed id with BlobID.
+func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
+	if len(data) > format.MaxBlobSize {
+		return 0, fmt.Errorf("blob of %d bytes exceeds the maximum of %d", len(data), format.MaxBlobSize)
+	}
+	p := r.packer
+	if err := p.failed(); err != nil {
+		return 0, err
+	}
+	k := blobKey{t, id}
+	if r.HasBlob(t, id) {
+		return 0, nil
+	}
+	p.mu.Lock()
+	if p.pending[k] {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	p.pending[k] = true
+	p.mu.Unlock()
+
+	bp := bufPool.Get().(*[]byte)
+	payload := r.compress(*bp, data)
+	sealed := r.key.Seal(make([]byte, 0, len(payload)+64), payload)
+	*bp = payload
+	bufPool.Put(bp)
+
+	p.mu.Lock()
+	op := p.open[t]
+	if op == nil {
+		op = &openPack{data: make([]byte, 0, r.cfg.PackSize+r.cfg.PackSize/8)}
+		p.open[t] = op
+	}
+	op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(len(op.data)), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
+	op.data = append(op.data, sealed...)
+	var full *openPack
+	if len(op.data) >= int(r.cfg.PackSize) {
+		full = op
+		delete(p.open, t)
+	}
+	p.mu.Unlock()
+	if full != nil {
+		if err := p.upload(ctx, full); err != nil {
+			return 0, err
+		}
+	}
+	return len(sealed), nil
+}
+
+// BlobID returns the id data has as a blob.
+func (r *Repository) BlobID(data []byte) ID { return ID(r.key.ContentID(data)) }
+
+// upload starts storing a finished pack in the background; it blocks while the
+// maximum number of uploads is already running.
+func (p *packers) upload(ctx context.Context, op *openPack) error {
+	select {
+	case p.uploads <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.uploads }()
+		if err := p.store(ctx, op); err != nil {
+			p.errMu.Lock()
+			if p.err == nil {
+				p.err = err
+			}
+			p.errMu.Unlock()
+		}
+	}()
+	return nil
+}
+
+func (p *packers) store(ctx context.Context, op *openPack) error {
+	r := p.r
+	header := r.key.Seal(nil, format.EncodePackHeader(op.blobs))
+	data := append(op.data, header...)
+	data = binary.LittleEndian.AppendUint32(data, uint32(len(header)))
+	id := ID(r.key.ContentID(data))
+	if err := r.st.Save(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()}, data); err != nil {
+		return fmt.Errorf("save pack: %w", err)
+	}
+	ip := format.IndexPack{ID: id, Blobs: op.blobs}
+	r.index.mu.Lock()
+	r.index.addPack(ip)
+	r.index.unsaved = append(r.index.unsaved, ip)
+	r.index.mu.Unlock()
+	p.mu.Lock()
+	for _, b := range op.blobs {
+		delete(p.pending, blobKey{b.Type, b.ID})
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// Flush stores every open pack, waits for all uploads, and writes an index file for
+// them, after which every blob saved so far is durable and loadable.
+func (r *Repository) Flush(ctx context.Context) error {
+	p := r.packer
+	p.mu.Lock()
+	var ops []*openPack
+	for t, op := range p.open {
+		ops = append(ops, op)
+		delete(p.open, t)
+	}
+	p.mu.Unlock()
+	for _, op := range ops {
+		if err := p.upload(ctx, op); err != nil {
+			return err
+		}
+	}
+	p.wg.Wait()
+	if err := p.failed(); err != nil {
+		return err
+	}
+	return r.saveIndex(ctx)
+}
+
+// LoadBlob returns the plaintext of a blob, verified against its id.
+func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
+	l, ok := r.index.lookup(t, id)
+	if !ok {
+		return nil, fmt.Errorf("%v blob %s: not in index", t, id.Short())
+	}
+	sealed, err := r.st.Load(ctx, storage.Handle{Type: storage.PackFile, Name: l.Pack.String()}, int64(l.Offset), int64(l.Length))
+	if err != nil {
+		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+	}
+	return r.openBlob(t, id, sealed, int(l.RawLength))
+}
+
+// openBlob decrypts, decompresses and verifies one sealed blob.
+func (r *Repository) openBlob(t BlobType, id ID, sealed []byte, rawLength int) ([]byte, error) {
+	payload, err := r.key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+	}
+	data, err := r.decompress(payload, rawLength)
+	if err != nil {
+		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+	}
+	if len(data) != rawLength || ID(r.key.ContentID(data)) != id {
+		return nil, fmt.Errorf("%v blob %s: content does not match its id (damaged)", t, id.Short())
+	}
+	return data, nil
+}
+
+// LoadPackBlobs reads a whole pack once and calls fn with each listed blob's verified
+// plaintext, or with the error that blob has.
+func (r *Repository) LoadPackBlobs(ctx context.Context, pack ID, blobs []PackBlob, fn func(PackBlob, []byte, error) error) error {
+	data, err := r.st.Load(ctx, storage.Handle{Type: storage.PackFile, Name: pack.String()}, 0, 0)
+	if err != nil {
+		return err
+	}
+	for _, b := range blobs {
+		end := int(b.Offset) + int(b.Length)
+		if end > len(data) {
+			if err := fn(b, nil, fmt.Errorf("%v blob %s: beyond the end of pack %s", b.Type, b.ID.Short(), pack.Short())); err != nil {
+				return err
+			}
+			continue
+		}
+		plain, err := r.openBlob(b.Type, b.ID, append([]byte(nil), data[b.Offset:end]...), int(b.RawLength))
+		if err := fn(b, plain, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,7 @@
+//go:build !windows
+
+package restorer
+
+import "syscall"
+
+const noFollow = syscall.O_NOFOLLOW

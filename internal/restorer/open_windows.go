@@ -1,0 +1,3 @@
+package restorer
+
+const noFollow = 0

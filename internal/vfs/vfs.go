@@ -1,0 +1,250 @@
+// Package vfs is the one read-only tree over snapshots that ls, cat, diff, restore,
+// mount and the web all read: a file snapshot's folders and files, and (through the
+// filesystem readers) the filesystems inside image snapshots. Every name it hands out
+// is a valid single path element.
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"cairn/internal/repo"
+)
+
+// Entry is one file, folder, link or special file in a snapshot's tree; Node holds
+// its metadata, which callers must not change.
+type Entry struct {
+	Node *repo.Node
+	src  source
+}
+
+// source produces the children and content of the entries of one kind of snapshot.
+type source interface {
+	children(ctx context.Context, e *Entry) ([]*Entry, error)
+	open(ctx context.Context, e *Entry) (*File, error)
+}
+
+// ErrNotDir is returned when a path goes through something that is not a folder.
+var ErrNotDir = errors.New("not a directory")
+
+// ErrNotFound is returned when a path names nothing in the snapshot.
+var ErrNotFound = errors.New("no such file or directory")
+
+// Root returns the root folder of a snapshot.
+func Root(r *repo.Repository, s *repo.Snapshot) (*Entry, error) {
+	if s.Kind != repo.KindFile {
+		return nil, fmt.Errorf("browsing %s snapshots is not supported yet", s.Kind)
+	}
+	tree := s.Tree
+	return &Entry{Node: &repo.Node{Name: "/", Type: repo.NodeDir, Mode: 0755, Subtree: &tree, MTime: s.Time.UnixNano()}, src: &treeSource{r: r}}, nil
+}
+
+// Name returns the entry's name.
+func (e *Entry) Name() string { return string(e.Node.Name) }
+
+// IsDir reports whether the entry is a folder.
+func (e *Entry) IsDir() bool { return e.Node.Type == repo.NodeDir }
+
+// Children returns a folder's entries sorted by name.
+func (e *Entry) Children(ctx context.Context) ([]*Entry, error) {
+	if !e.IsDir() {
+		return nil, fmt.Errorf("%s: %w", e.Name(), ErrNotDir)
+	}
+	return e.src.children(ctx, e)
+}
+
+// Open returns a reader of a regular file's content.
+func (e *Entry) Open(ctx context.Context) (*File, error) {
+	if e.Node.Type != repo.NodeFile {
+		return nil, fmt.Errorf("%s: not a regular file", e.Name())
+	}
+	return e.src.open(ctx, e)
+}
+
+// Lookup returns the entry at p, a slash-separated path below e ("/" or "" is e).
+func (e *Entry) Lookup(ctx context.Context, p string) (*Entry, error) {
+	cur := e
+	walked := "/"
+	for _, part := range strings.Split(path.Clean("/"+p), "/") {
+		if part == "" {
+			continue
+		}
+		if !cur.IsDir() {
+			return nil, fmt.Errorf("%s: %w", walked, ErrNotDir)
+		}
+		kids, err := cur.Children(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var next *Entry
+		for _, k := range kids {
+			if k.Name() == part {
+				next = k
+				break
+			}
+		}
+		if next == nil {
+			return nil, fmt.Errorf("%s: %w", path.Join(walked, part), ErrNotFound)
+		}
+		cur = next
+		walked = path.Join(walked, part)
+	}
+	return cur, nil
+}
+
+// SkipDir, returned by a Walk function for a folder, skips its content.
+var SkipDir = errors.New("skip this directory")
+
+// Walk calls fn for e and everything below it, depth first in name order, with each
+// entry's path relative to e joined to base.
+func Walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry) error) error {
+	if err := fn(base, e); err != nil {
+		if errors.Is(err, SkipDir) {
+			return nil
+		}
+		return err
+	}
+	if !e.IsDir() {
+		return nil
+	}
+	kids, err := e.Children(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", base, err)
+	}
+	for _, k := range kids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := Walk(ctx, k, path.Join(base, k.Name()), fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// File reads a regular file's content. It is safe for use by one goroutine at a time.
+type File struct {
+	size   int64
+	chunks []chunkRef
+	load   func(ctx context.Context, i int) ([]byte, error)
+
+	cached    int // index of the chunk in buf, or -1
+	buf       []byte
+	ctx       context.Context
+	sequenced int64 // position for Read
+}
+
+type chunkRef struct {
+	offset int64
+	length int64
+}
+
+// Size returns the file's length in bytes.
+func (f *File) Size() int64 { return f.size }
+
+// ReadAt implements io.ReaderAt.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= f.size {
+			return n, io.EOF
+		}
+		i := f.chunkAt(pos)
+		if i < 0 {
+			return n, io.ErrUnexpectedEOF
+		}
+		if f.cached != i {
+			data, err := f.load(f.ctx, i)
+			if err != nil {
+				return n, err
+			}
+			f.buf, f.cached = data, i
+		}
+		c := f.chunks[i]
+		n += copy(p[n:], f.buf[pos-c.offset:])
+	}
+	return n, nil
+}
+
+// Read implements io.Reader from the start of the file.
+func (f *File) Read(p []byte) (int, error) {
+	n, err := f.ReadAt(p, f.sequenced)
+	f.sequenced += int64(n)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (f *File) chunkAt(pos int64) int {
+	lo, hi := 0, len(f.chunks)
+	for lo < hi {
+		m := (lo + hi) / 2
+		c := f.chunks[m]
+		switch {
+		case pos < c.offset:
+			hi = m
+		case pos >= c.offset+c.length:
+			lo = m + 1
+		default:
+			return m
+		}
+	}
+	return -1
+}
+
+// Chunks calls fn with the file's content piece by piece, in order, loading up to
+// parallel pieces ahead at once.
+func (f *File) Chunks(ctx context.Context, parallel int, fn func(off int64, data []byte) error) error {
+	if parallel < 1 {
+		parallel = 1
+	}
+	type result struct {
+		data []byte
+		err  error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]chan result, len(f.chunks))
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	sem := make(chan struct{}, parallel)
+	go func() {
+		for i := range f.chunks {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				data, err := f.load(ctx, i)
+				results[i] <- result{data, err}
+			}()
+		}
+	}()
+	for i, c := range f.chunks {
+		var r result
+		select {
+		case r = <-results[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		<-sem
+		if r.err != nil {
+			return r.err
+		}
+		if err := fn(c.offset, r.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
