@@ -54,15 +54,13 @@ func (s *Storage) Load(ctx context.Context, h storage.Handle, offset, length int
 	if !ok {
 		return nil, fmt.Errorf("load %v: %w", h, storage.ErrNotExist)
 	}
-	if offset < 0 || length < 0 || offset > int64(len(b)) {
-		return nil, fmt.Errorf("load %v: offset %d length %d outside file of %d bytes", h, offset, length, len(b))
+	size := int64(len(b))
+	if offset < 0 || length < 0 || offset > size || length > size-offset {
+		return nil, storage.Invalidf("load %v: offset %d length %d outside file of %d bytes", h, offset, length, size)
 	}
-	end := int64(len(b))
+	end := size
 	if length > 0 {
 		end = offset + length
-		if end > int64(len(b)) {
-			return nil, fmt.Errorf("load %v: offset %d length %d outside file of %d bytes", h, offset, length, len(b))
-		}
 	}
 	return append([]byte(nil), b[offset:end]...), nil
 }
@@ -70,6 +68,9 @@ func (s *Storage) Load(ctx context.Context, h storage.Handle, offset, length int
 // Stat implements storage.Storage.
 func (s *Storage) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo, error) {
 	if err := h.Valid(); err != nil {
+		return storage.FileInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
 		return storage.FileInfo{}, err
 	}
 	s.mu.RLock()
@@ -83,6 +84,12 @@ func (s *Storage) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo,
 
 // List implements storage.Storage.
 func (s *Storage) List(ctx context.Context, t storage.FileType, fn func(storage.FileInfo) error) error {
+	if err := t.Valid(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.RLock()
 	var infos []storage.FileInfo
 	for h, b := range s.files {
@@ -105,6 +112,9 @@ func (s *Storage) List(ctx context.Context, t storage.FileType, fn func(storage.
 // Remove implements storage.Storage.
 func (s *Storage) Remove(ctx context.Context, h storage.Handle) error {
 	if err := h.Valid(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
