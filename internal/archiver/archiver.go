@@ -159,10 +159,12 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	rootNode, err := rootFuture.wait()
 	close(a.files)
 	a.workers.Wait()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = ctx.Err()
 	}
-	if err := ctx.Err(); err != nil {
+	if err != nil {
+		// Keep what was stored for the next run; the context may be cancelled already.
+		_ = r.Abort(context.WithoutCancel(ctx))
 		return nil, err
 	}
 
@@ -176,6 +178,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	}
 	id, err := r.SaveSnapshot(ctx, snap)
 	if err != nil {
+		_ = r.Abort(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	sort.Slice(a.errors, func(i, j int) bool { return a.errors[i].Path < a.errors[j].Path })

@@ -174,6 +174,23 @@ func (r *Repository) Flush(ctx context.Context) error {
 	return r.saveIndex(ctx)
 }
 
+// Abort drops the open packs, waits for uploads under way, and writes an index for
+// the packs that were stored, so that a failed backup's stored data is reused by the
+// next one instead of lying unreferenced. It returns the first error.
+func (r *Repository) Abort(ctx context.Context) error {
+	p := r.packer
+	p.mu.Lock()
+	for t, op := range p.open {
+		for _, b := range op.blobs {
+			delete(p.pending, blobKey{b.Type, b.ID})
+		}
+		delete(p.open, t)
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	return r.saveIndex(ctx)
+}
+
 // LoadBlob returns the plaintext of a blob, verified against its id.
 func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, error) {
 	l, ok := r.index.lookup(t, id)
