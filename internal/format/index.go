@@ -74,6 +74,9 @@ func DecodeIndex(b []byte) (*Index, error) {
 			if d.err == nil && !pb.Type.valid() {
 				d.err = fmt.Errorf("pack %s blob %d: unknown type %d", p.ID.Short(), j, pb.Type)
 			}
+			if d.err == nil && uint64(pb.Offset)+uint64(pb.Length) > 1<<32-1 {
+				d.err = fmt.Errorf("pack %s blob %d: ends beyond 4 GiB", p.ID.Short(), j)
+			}
 			p.Blobs = append(p.Blobs, pb)
 		}
 		idx.Packs = append(idx.Packs, p)

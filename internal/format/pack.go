@@ -135,8 +135,17 @@ func (d *decoder) uvarint(max uint64) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n == 0 {
 		d.err = errShort
+		return 0
+	}
+	if n < 0 {
+		d.err = errors.New("uvarint overflows 64 bits")
+		return 0
+	}
+	// Only the shortest form is valid, so that every value has one encoding.
+	if n > 1 && d.b[n-1] == 0 {
+		d.err = errors.New("uvarint not in its shortest form")
 		return 0
 	}
 	if v > max {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
+	"strings"
 )
 
 // Node types.
@@ -76,37 +78,114 @@ func EncodeTree(t *Tree) ([]byte, error) {
 }
 
 // DecodeTree parses and checks a tree: known node types, valid names, sorted and
-// unique, directories with a subtree.
+// unique, directories with a subtree. It reads one node at a time and stops at the
+// first bad one, so that what it allocates stays in proportion to the valid nodes
+// it has read; unknown fields are skipped.
 func DecodeTree(b []byte) (*Tree, error) {
-	var t Tree
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&t); err != nil {
+	t, err := decodeTree(b)
+	if err != nil {
 		return nil, fmt.Errorf("tree: %w", err)
 	}
-	for i, n := range t.Nodes {
-		if n == nil {
-			return nil, fmt.Errorf("tree: node %d is null", i)
+	return t, nil
+}
+
+func decodeTree(b []byte) (*Tree, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	t := &Tree{}
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
 		}
-		if err := CheckName(string(n.Name)); err != nil {
-			return nil, fmt.Errorf("tree: node %d: %w", i, err)
-		}
-		if i > 0 && t.Nodes[i-1].Name >= n.Name {
-			return nil, fmt.Errorf("tree: names not sorted or repeated at %q", n.Name)
-		}
-		switch n.Type {
-		case NodeDir:
-			if n.Subtree == nil {
-				return nil, fmt.Errorf("tree: directory %q has no subtree", n.Name)
+		// encoding/json matches field names without regard to case; so does this.
+		if key, _ := tok.(string); !strings.EqualFold(key, "nodes") {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, err
 			}
-		case NodeFile, NodeSymlink, NodeDev, NodeCharDev, NodeFIFO, NodeSocket:
-		default:
-			return nil, fmt.Errorf("tree: node %q has unknown type %q", n.Name, n.Type)
+			continue
 		}
-		if n.Mode&^07777 != 0 {
-			return nil, fmt.Errorf("tree: node %q has invalid mode %o", n.Name, n.Mode)
+		if seen {
+			return nil, fmt.Errorf("field nodes repeated")
+		}
+		seen = true
+		if err := decodeNodes(dec, t); err != nil {
+			return nil, err
 		}
 	}
-	return &t, nil
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("data after the tree")
+	}
+	return t, nil
+}
+
+// decodeNodes reads the value of the field "nodes": null or an array of nodes.
+func decodeNodes(dec *json.Decoder, t *Tree) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("nodes: want an array, got %v", tok)
+	}
+	for i := 0; dec.More(); i++ {
+		var n *Node
+		if err := dec.Decode(&n); err != nil {
+			return fmt.Errorf("node %d: %w", i, err)
+		}
+		if err := checkNode(i, n, t.Nodes); err != nil {
+			return err
+		}
+		t.Nodes = append(t.Nodes, n)
+	}
+	return expectDelim(dec, ']')
+}
+
+// checkNode checks node i, n, given the nodes before it.
+func checkNode(i int, n *Node, prev []*Node) error {
+	if n == nil {
+		return fmt.Errorf("node %d is null", i)
+	}
+	if err := CheckName(string(n.Name)); err != nil {
+		return fmt.Errorf("node %d: %w", i, err)
+	}
+	if i > 0 && prev[i-1].Name >= n.Name {
+		return fmt.Errorf("names not sorted or repeated at %q", n.Name)
+	}
+	switch n.Type {
+	case NodeDir:
+		if n.Subtree == nil {
+			return fmt.Errorf("directory %q has no subtree", n.Name)
+		}
+	case NodeFile, NodeSymlink, NodeDev, NodeCharDev, NodeFIFO, NodeSocket:
+	default:
+		return fmt.Errorf("node %q has unknown type %q", n.Name, n.Type)
+	}
+	if n.Mode&^07777 != 0 {
+		return fmt.Errorf("node %q has invalid mode %o", n.Name, n.Mode)
+	}
+	return nil
+}
+
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("want %v, got %v", d, tok)
+	}
+	return nil
 }
 
 // CheckName returns an error unless name is usable as one path element: not empty,
