@@ -281,7 +281,14 @@ func (a *archiver) saveVirtualDir(ctx context.Context, d *virtualDir, prev *repo
 		node.Name = "/"
 	}
 	if d.source {
-		return a.saveDir(ctx, d.path, node, prev, node.DeviceID)
+		switch node.Type {
+		case repo.NodeDir:
+			return a.saveDir(ctx, d.path, node, prev, node.DeviceID)
+		case repo.NodeFile:
+			return a.saveFile(ctx, d.path, node, prev)
+		default:
+			return doneFuture(node)
+		}
 	}
 	prevTree := a.loadPrevTree(ctx, prev)
 	names := make([]string, 0, len(d.children))
@@ -291,7 +298,11 @@ func (a *archiver) saveVirtualDir(ctx context.Context, d *virtualDir, prev *repo
 	sort.Strings(names)
 	var children []*future
 	for _, name := range names {
-		children = append(children, a.saveVirtualDir(ctx, d.children[name], findDir(prevTree, name)))
+		var prevChild *repo.Node
+		if prevTree != nil {
+			prevChild = prevTree.Find(name)
+		}
+		children = append(children, a.saveVirtualDir(ctx, d.children[name], prevChild))
 	}
 	return a.finishDir(ctx, d.path, node, prev, children)
 }

@@ -142,43 +142,68 @@ func (a *archiver) readFile(ctx context.Context, job fileJob) {
 		return
 	}
 	defer f.Close()
-	var r io.Reader = f
+	var regions []region
 	if sparse(f) {
-		r = &holeReader{f: f, size: int64(job.node.Size)}
-	}
-	c, err := chunker.NewCDC(r, a.sizes)
-	if err != nil {
-		job.f.err = err
-		return
+		regions = sparseRegions(f, int64(job.node.Size), int64(2*a.sizes.Max))
+	} else {
+		regions = []region{{off: 0, length: -1}}
 	}
 	var results []chan blobResult
 	var size uint64
 	var readErr error
-	for {
-		ch, err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	for _, reg := range regions {
+		if reg.hole {
+			// A long hole becomes zero chunks without being read or chunked.
+			for left := reg.length; left > 0; {
+				n := int(min(left, int64(a.sizes.Max)))
+				res := make(chan blobResult, 1)
+				id, added, err := a.saveChunk(ctx, zeroBuf(n))
+				res <- blobResult{id: id, added: added, err: err}
+				results = append(results, res)
+				left -= int64(n)
+				size += uint64(n)
+				a.progress.BytesRead(int64(n))
+			}
+			continue
 		}
+		var r io.Reader = f
+		if reg.length >= 0 {
+			r = &holeReader{f: f, pos: reg.off, size: reg.off + reg.length}
+		}
+		c, err := chunker.NewCDC(r, a.sizes)
 		if err != nil {
-			readErr = err
-			break
-		}
-		bp, _ := chunkBufs.Get().(*[]byte)
-		if bp == nil || cap(*bp) < len(ch.Data) {
-			b := make([]byte, max(a.sizes.Max, len(ch.Data)))
-			bp = &b
-		}
-		n := copy((*bp)[:cap(*bp)], ch.Data)
-		res := make(chan blobResult, 1)
-		select {
-		case a.blobs <- blobJob{buf: bp, n: n, res: res}:
-		case <-ctx.Done():
-			job.f.err = ctx.Err()
+			job.f.err = err
 			return
 		}
-		results = append(results, res)
-		size += uint64(n)
-		a.progress.BytesRead(int64(n))
+		for {
+			ch, err := c.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				readErr = err
+				break
+			}
+			bp, _ := chunkBufs.Get().(*[]byte)
+			if bp == nil || cap(*bp) < len(ch.Data) {
+				b := make([]byte, max(a.sizes.Max, len(ch.Data)))
+				bp = &b
+			}
+			n := copy((*bp)[:cap(*bp)], ch.Data)
+			res := make(chan blobResult, 1)
+			select {
+			case a.blobs <- blobJob{buf: bp, n: n, res: res}:
+			case <-ctx.Done():
+				job.f.err = ctx.Err()
+				return
+			}
+			results = append(results, res)
+			size += uint64(n)
+			a.progress.BytesRead(int64(n))
+		}
+		if readErr != nil {
+			break
+		}
 	}
 	content := make([]repo.ID, 0, len(results))
 	var added uint64
@@ -260,4 +285,65 @@ func (h *holeReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// region is a part of a file: data (read and chunked) or a long hole.
+type region struct {
+	off, length int64 // length -1: the whole file as one data region
+	hole        bool
+}
+
+// sparseRegions splits a sparse file into data regions and holes of at least
+// minHole bytes; shorter holes stay inside the data regions around them.
+func sparseRegions(f *os.File, size, minHole int64) []region {
+	var out []region
+	addData := func(off, end int64) {
+		if end <= off {
+			return
+		}
+		if n := len(out); n > 0 && !out[n-1].hole {
+			out[n-1].length = end - out[n-1].off
+			return
+		}
+		out = append(out, region{off: off, length: end - off})
+	}
+	pos := int64(0)
+	for pos < size {
+		data, err := localfs.SeekData(f, pos)
+		if errors.Is(err, io.EOF) {
+			data = size
+		} else if err != nil {
+			return []region{{off: 0, length: -1}}
+		}
+		if data-pos >= minHole {
+			out = append(out, region{off: pos, length: data - pos, hole: true})
+		} else {
+			addData(pos, data)
+		}
+		if data >= size {
+			break
+		}
+		hole, err := localfs.SeekHole(f, data)
+		if err != nil {
+			return []region{{off: 0, length: -1}}
+		}
+		addData(data, hole)
+		pos = hole
+	}
+	return out
+}
+
+var (
+	zeroMu  sync.Mutex
+	zeroMem []byte
+)
+
+// zeroBuf returns n zero bytes that callers must not change.
+func zeroBuf(n int) []byte {
+	zeroMu.Lock()
+	defer zeroMu.Unlock()
+	if len(zeroMem) < n {
+		zeroMem = make([]byte, n)
+	}
+	return zeroMem[:n]
 }

@@ -81,7 +81,7 @@ type dirMeta struct {
 
 type linkJob struct {
 	from, to string
-	node     *repo.Node
+	entry    *vfs.Entry
 }
 
 type fileJob struct {
@@ -154,6 +154,14 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 		_ = os.Remove(l.to)
 		if err := os.Link(l.from, l.to); err != nil {
 			rs.fail(l.to, err)
+			continue
+		}
+		if opts.Verify {
+			if err := verifyFile(ctx, l.to, l.entry); err != nil {
+				rs.fail(l.to, fmt.Errorf("verify: %w", err))
+				continue
+			}
+			rs.res.Verified++
 		}
 	}
 	// Folders last, deepest first: creating their content changed their times.
@@ -267,7 +275,7 @@ func (rs *restorer) restoreEntry(ctx context.Context, p, dst string, e *vfs.Entr
 			if !seen {
 				rs.links[key] = dst
 			} else {
-				rs.linkJobs = append(rs.linkJobs, linkJob{from: first, to: dst, node: n})
+				rs.linkJobs = append(rs.linkJobs, linkJob{from: first, to: dst, entry: e})
 				rs.res.Files++
 			}
 			rs.mu.Unlock()

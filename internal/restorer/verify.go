@@ -3,10 +3,12 @@ package restorer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
+	"cairn/internal/localfs"
 	"cairn/internal/vfs"
 )
 
@@ -32,6 +34,12 @@ func verifyFile(ctx context.Context, p string, e *vfs.Entry) error {
 	return src.Chunks(ctx, 4, func(off int64, data []byte) error {
 		if cap(buf) < len(data) {
 			buf = make([]byte, len(data))
+		}
+		if localfs.IsZero(data) {
+			// A hole in the restored file reads as zeros: no need to read it.
+			if next, err := localfs.SeekData(f, off); errors.Is(err, io.EOF) || (err == nil && next >= off+int64(len(data))) {
+				return nil
+			}
 		}
 		got := buf[:len(data)]
 		if _, err := f.ReadAt(got, off); err != nil && err != io.EOF {
