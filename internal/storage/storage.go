@@ -67,7 +67,7 @@ func (h Handle) Valid() error {
 		return Invalidf("invalid file name %q", h.Name)
 	}
 	for _, c := range h.Name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
 			return Invalidf("invalid file name %q", h.Name)
 		}
 	}

@@ -97,7 +97,7 @@ func (e *Entry) Lookup(ctx context.Context, p string) (*Entry, error) {
 }
 
 // SkipDir, returned by a Walk function for a folder, skips its content.
-var SkipDir = errors.New("skip this directory")
+var SkipDir = errors.New("skip this directory") //nolint:staticcheck // named like filepath.SkipDir, which it mirrors
 
 // Walk calls fn for e and everything below it, depth first in name order, with each
 // entry's path relative to e joined to base.
