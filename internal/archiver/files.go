@@ -45,8 +45,14 @@ func (a *archiver) startWorkers(ctx context.Context) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
+			cdc, err := chunker.NewCDC(nil, a.sizes, a.r.ChunkSeed())
 			for job := range a.files {
-				a.readFile(ctx, job)
+				if err != nil {
+					job.f.err = err
+					close(job.f.done)
+					continue
+				}
+				a.readFile(ctx, job, cdc)
 			}
 		}()
 	}
@@ -133,7 +139,7 @@ func (a *archiver) saveFile(ctx context.Context, path string, n *repo.Node, prev
 
 // readFile reads and chunks one file, hands the chunks to the savers, and completes
 // the job's future with the content ids in order.
-func (a *archiver) readFile(ctx context.Context, job fileJob) {
+func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 	defer close(job.f.done)
 	f, err := openFile(job.path)
 	if err != nil {
@@ -170,11 +176,7 @@ func (a *archiver) readFile(ctx context.Context, job fileJob) {
 		if reg.length >= 0 {
 			r = &holeReader{f: f, pos: reg.off, size: reg.off + reg.length}
 		}
-		c, err := chunker.NewCDC(r, a.sizes)
-		if err != nil {
-			job.f.err = err
-			return
-		}
+		c.Reset(r)
 		for {
 			ch, err := c.Next()
 			if errors.Is(err, io.EOF) {

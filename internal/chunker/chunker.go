@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/jotfs/fastcdc-go"
 )
 
 // Chunk is one piece of a stream. Data is valid only until the next call of Next.
@@ -30,25 +28,106 @@ type Sizes struct {
 // DefaultSizes are the sizes for files: 512 KiB, 1 MiB, 8 MiB.
 var DefaultSizes = Sizes{Min: 512 << 10, Avg: 1 << 20, Max: 8 << 20}
 
-type cdc struct {
-	c *fastcdc.Chunker
+// CDC is a content-defined chunker (FastCDC with normalized chunking): a gear hash
+// rolls over the data, and a chunk ends where the hash's top bits are all zero, with
+// a stricter condition before the average size and a looser one after it. The gear
+// table comes from a seed, so that chunk boundaries reveal nothing to those who do
+// not know it. A CDC owns a buffer of twice the maximum chunk size; Reset reuses it.
+type CDC struct {
+	table        [256]uint64
+	min, avg     int
+	max          int
+	maskS, maskL uint64
+
+	rd         io.Reader
+	buf        []byte
+	start, end int // unread data is buf[start:end]
+	eof        bool
+	off        uint64
 }
 
-// NewCDC returns a content-defined chunker over r.
-func NewCDC(r io.Reader, s Sizes) (Chunker, error) {
-	c, err := fastcdc.NewChunker(r, fastcdc.Options{MinSize: s.Min, AverageSize: s.Avg, MaxSize: s.Max})
-	if err != nil {
-		return nil, fmt.Errorf("chunker: %w", err)
+// NewCDC returns a content-defined chunker over r with a gear table from seed.
+func NewCDC(r io.Reader, s Sizes, seed uint64) (*CDC, error) {
+	if s.Min < 64 || s.Min > s.Avg || s.Avg > s.Max || s.Avg&(s.Avg-1) != 0 {
+		return nil, fmt.Errorf("chunker: invalid sizes %d/%d/%d (the average must be a power of two)", s.Min, s.Avg, s.Max)
 	}
-	return &cdc{c: c}, nil
+	bits := 0
+	for 1<<bits < s.Avg {
+		bits++
+	}
+	const normalization = 2
+	c := &CDC{
+		min: s.Min, avg: s.Avg, max: s.Max,
+		maskS: topBits(bits + normalization),
+		maskL: topBits(bits - normalization),
+		buf:   make([]byte, 2*s.Max),
+	}
+	// splitmix64 fills the gear table from the seed.
+	x := seed
+	for i := range c.table {
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		c.table[i] = z ^ (z >> 31)
+	}
+	c.Reset(r)
+	return c, nil
 }
 
-func (c *cdc) Next() (Chunk, error) {
-	ch, err := c.c.Next()
-	if err != nil {
-		return Chunk{}, err
+func topBits(n int) uint64 { return ^uint64(0) << (64 - n) }
+
+// Reset makes c chunk r from its start, keeping c's buffer and table.
+func (c *CDC) Reset(r io.Reader) {
+	c.rd, c.start, c.end, c.eof, c.off = r, 0, 0, false, 0
+}
+
+// Next returns the next chunk; its Data is valid until the next call.
+func (c *CDC) Next() (Chunk, error) {
+	if c.end-c.start < c.max && !c.eof {
+		n := copy(c.buf, c.buf[c.start:c.end])
+		c.start, c.end = 0, n
+		m, err := io.ReadFull(c.rd, c.buf[n:])
+		c.end += m
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			c.eof = true
+		} else if err != nil {
+			return Chunk{}, err
+		}
 	}
-	return Chunk{Offset: uint64(ch.Offset), Data: ch.Data}, nil
+	if c.start == c.end {
+		return Chunk{}, io.EOF
+	}
+	data := c.buf[c.start:c.end]
+	n := c.cut(data)
+	ch := Chunk{Offset: c.off, Data: data[:n]}
+	c.start += n
+	c.off += uint64(n)
+	return ch, nil
+}
+
+// cut returns the length of the chunk at the start of data.
+func (c *CDC) cut(data []byte) int {
+	if len(data) <= c.min {
+		return len(data)
+	}
+	n := min(len(data), c.max)
+	normal := min(n, c.avg)
+	var fp uint64
+	i := c.min
+	for ; i < normal; i++ {
+		fp = (fp << 1) + c.table[data[i]]
+		if fp&c.maskS == 0 {
+			return i + 1
+		}
+	}
+	for ; i < n; i++ {
+		fp = (fp << 1) + c.table[data[i]]
+		if fp&c.maskL == 0 {
+			return i + 1
+		}
+	}
+	return n
 }
 
 type fixed struct {

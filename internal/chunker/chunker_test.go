@@ -35,7 +35,7 @@ func randomBytes(n int, seed int64) []byte {
 
 func TestCDCReassemblesAndRespectsSizes(t *testing.T) {
 	data := randomBytes(40<<20, 1)
-	c, err := NewCDC(bytes.NewReader(data), DefaultSizes)
+	c, err := NewCDC(bytes.NewReader(data), DefaultSizes, 42)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +57,11 @@ func TestCDCInsertionKeepsMostChunks(t *testing.T) {
 	data := randomBytes(32<<20, 2)
 	edited := append(append(append([]byte{}, data[:10<<20]...), []byte("inserted bytes")...), data[10<<20:]...)
 	set := map[string]bool{}
-	c, _ := NewCDC(bytes.NewReader(data), DefaultSizes)
+	c, _ := NewCDC(bytes.NewReader(data), DefaultSizes, 42)
 	for _, ch := range collect(t, c) {
 		set[string(ch)] = true
 	}
-	c, _ = NewCDC(bytes.NewReader(edited), DefaultSizes)
+	c, _ = NewCDC(bytes.NewReader(edited), DefaultSizes, 42)
 	chunks := collect(t, c)
 	changed := 0
 	for _, ch := range chunks {
@@ -93,11 +93,38 @@ func BenchmarkCDC(b *testing.B) {
 	data := randomBytes(64<<20, 3)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		c, _ := NewCDC(bytes.NewReader(data), DefaultSizes)
+		c, _ := NewCDC(bytes.NewReader(data), DefaultSizes, 42)
 		for {
 			if _, err := c.Next(); err != nil {
 				break
 			}
 		}
+	}
+}
+
+func TestCDCSeedChangesBoundariesAndResetReuses(t *testing.T) {
+	data := randomBytes(16<<20, 4)
+	a, _ := NewCDC(bytes.NewReader(data), DefaultSizes, 1)
+	b, _ := NewCDC(bytes.NewReader(data), DefaultSizes, 2)
+	ca, cb := collect(t, a), collect(t, b)
+	if len(ca) > 1 && len(cb) > 1 && len(ca[0]) == len(cb[0]) && len(ca[1]) == len(cb[1]) {
+		t.Errorf("different seeds cut at the same places")
+	}
+	a.Reset(bytes.NewReader(data))
+	again := collect(t, a)
+	if len(again) != len(ca) || !bytes.Equal(bytes.Join(again, nil), data) {
+		t.Fatalf("after Reset: %d chunks, want %d", len(again), len(ca))
+	}
+	small := []byte("tiny")
+	a.Reset(bytes.NewReader(small))
+	if got := collect(t, a); len(got) != 1 || !bytes.Equal(got[0], small) {
+		t.Fatalf("small input: %q", got)
+	}
+	a.Reset(bytes.NewReader(nil))
+	if got := collect(t, a); len(got) != 0 {
+		t.Fatalf("empty input gave %d chunks", len(got))
+	}
+	if _, err := NewCDC(nil, Sizes{Min: 1000, Avg: 3000, Max: 9000}, 0); err == nil {
+		t.Fatal("an average that is not a power of two must be refused")
 	}
 }

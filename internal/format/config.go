@@ -14,6 +14,8 @@ type Config struct {
 	ChunkMin uint32 `json:"chunk_min"`
 	ChunkAvg uint32 `json:"chunk_avg"`
 	ChunkMax uint32 `json:"chunk_max"`
+	// ChunkSeed seeds the chunker's gear table, so boundaries depend on a secret.
+	ChunkSeed uint64 `json:"chunk_seed"`
 	// PackSize is the size at which a pack file is finished.
 	PackSize uint32 `json:"pack_size"`
 }

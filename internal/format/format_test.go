@@ -52,12 +52,13 @@ func sampleMasterKey() *MasterKey {
 
 func sampleConfig() *Config {
 	return &Config{
-		Version:  Version,
-		ID:       testID(0x10).String(),
-		ChunkMin: 512 << 10,
-		ChunkAvg: 1 << 20,
-		ChunkMax: 8 << 20,
-		PackSize: 16 << 20,
+		Version:   Version,
+		ID:        testID(0x10).String(),
+		ChunkMin:  512 << 10,
+		ChunkAvg:  1 << 20,
+		ChunkSeed: 0x0123456789abcdef,
+		ChunkMax:  8 << 20,
+		PackSize:  16 << 20,
 	}
 }
 

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -57,11 +58,16 @@ func Init(ctx context.Context, st storage.Storage, password string, opts Options
 	if _, err := rand.Read(rid[:]); err != nil {
 		return nil, err
 	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
 	cfg := &format.Config{
 		Version:  format.Version,
 		ID:       hex.EncodeToString(rid[:]),
 		ChunkMin: 512 << 10, ChunkAvg: 1 << 20, ChunkMax: 8 << 20,
-		PackSize: opts.PackSize,
+		ChunkSeed: binary.LittleEndian.Uint64(seed[:]),
+		PackSize:  opts.PackSize,
 	}
 	if cfg.PackSize == 0 {
 		cfg.PackSize = 16 << 20
@@ -234,6 +240,9 @@ func (r *Repository) ID() string { return r.cfg.ID }
 func (r *Repository) ChunkSizes() (min, avg, max int) {
 	return int(r.cfg.ChunkMin), int(r.cfg.ChunkAvg), int(r.cfg.ChunkMax)
 }
+
+// ChunkSeed returns the secret seed of the content-defined chunker's gear table.
+func (r *Repository) ChunkSeed() uint64 { return r.cfg.ChunkSeed }
 
 // Close waits for nothing and frees the codecs; call Flush first to keep unsaved blobs.
 func (r *Repository) Close() error {
