@@ -93,6 +93,7 @@ type archiver struct {
 	sizes    chunker.Sizes
 	files    chan fileJob
 	blobs    chan blobJob
+	large    chan struct{} // semaphore of large files being read
 	workers  sync.WaitGroup
 
 	mu     sync.Mutex
@@ -140,6 +141,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 		sizes:   chunker.Sizes{Min: min, Avg: avg, Max: max},
 		files:   make(chan fileJob),
 		blobs:   make(chan blobJob, runtime.GOMAXPROCS(0)),
+		large:   make(chan struct{}, runtime.GOMAXPROCS(0)),
 		zeroIDs: map[int]repo.ID{},
 	}
 	start := opts.Now()

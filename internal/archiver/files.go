@@ -33,9 +33,35 @@ type blobResult struct {
 	err   error
 }
 
-// chunkBufs holds buffers of the largest chunk size, so that chunks in flight are
-// bounded in count and reuse their memory.
-var chunkBufs sync.Pool
+// largeFile is the size from which a file needs a large chunker buffer.
+const largeFile = 1 << 20
+
+// chunkBufs holds chunk buffers by size class (64 KiB << i), so that chunks in
+// flight reuse their memory and a typical 1 MiB chunk does not hold a buffer of the
+// largest chunk size.
+var chunkBufs [12]sync.Pool
+
+// getChunkBuf returns a buffer of at least n bytes.
+func getChunkBuf(n int) *[]byte {
+	class := 0
+	for 64<<10<<class < n && class < len(chunkBufs)-1 {
+		class++
+	}
+	if bp, ok := chunkBufs[class].Get().(*[]byte); ok && cap(*bp) >= n {
+		return bp
+	}
+	b := make([]byte, max(n, 64<<10<<class))
+	return &b
+}
+
+// putChunkBuf returns a buffer from getChunkBuf to its pool.
+func putChunkBuf(bp *[]byte) {
+	class := 0
+	for 64<<10<<(class+1) <= cap(*bp) && class < len(chunkBufs)-1 {
+		class++
+	}
+	chunkBufs[class].Put(bp)
+}
 
 // startWorkers starts the file readers, which chunk files, and the blob savers,
 // which hash, compress, seal and pack the chunks on every core.
@@ -53,6 +79,7 @@ func (a *archiver) startWorkers(ctx context.Context) {
 					continue
 				}
 				a.readFile(ctx, job, cdc)
+				cdc.Release()
 			}
 		}()
 	}
@@ -63,7 +90,7 @@ func (a *archiver) startWorkers(ctx context.Context) {
 			for job := range a.blobs {
 				data := (*job.buf)[:job.n]
 				id, added, err := a.saveChunk(ctx, data)
-				chunkBufs.Put(job.buf)
+				putChunkBuf(job.buf)
 				job.res <- blobResult{id: id, added: added, err: err}
 			}
 		}()
@@ -154,6 +181,16 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 	} else {
 		regions = []region{{off: 0, length: -1}}
 	}
+	if job.node.Size >= largeFile {
+		// Large files chunk with large buffers; a few at a time keep every core busy.
+		select {
+		case a.large <- struct{}{}:
+			defer func() { <-a.large }()
+		case <-ctx.Done():
+			job.f.err = ctx.Err()
+			return
+		}
+	}
 	var results []chan blobResult
 	var size uint64
 	var readErr error
@@ -173,10 +210,12 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 			continue
 		}
 		var r io.Reader = f
-		if reg.length >= 0 {
+		if reg.length < 0 {
+			reg.length = int64(job.node.Size)
+		} else {
 			r = &holeReader{f: f, pos: reg.off, size: reg.off + reg.length}
 		}
-		c.Reset(r)
+		c.Reset(r, reg.length)
 		for {
 			ch, err := c.Next()
 			if errors.Is(err, io.EOF) {
@@ -186,11 +225,7 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 				readErr = err
 				break
 			}
-			bp, _ := chunkBufs.Get().(*[]byte)
-			if bp == nil || cap(*bp) < len(ch.Data) {
-				b := make([]byte, max(a.sizes.Max, len(ch.Data)))
-				bp = &b
-			}
+			bp := getChunkBuf(len(ch.Data))
 			n := copy((*bp)[:cap(*bp)], ch.Data)
 			res := make(chan blobResult, 1)
 			select {

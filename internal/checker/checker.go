@@ -226,7 +226,12 @@ func (c *checker) checkSnapshots(ctx context.Context) error {
 			c.problem("snapshot "+id.Short(), err)
 			continue
 		}
-		affected := c.walkTree(ctx, id, "/", s.Tree, seen)
+		var affected []string
+		if s.Kind == repo.KindImage && s.Image != nil {
+			affected = c.walkImage(ctx, id, s.Image, seen)
+		} else {
+			affected = c.walkTree(ctx, id, "/", s.Tree, seen)
+		}
 		if len(affected) > 0 {
 			c.problem("snapshot "+id.Short(), fmt.Errorf("%d files or folders are damaged or missing", len(affected)))
 			c.mu.Lock()
@@ -283,6 +288,63 @@ func (c *checker) walkTree(ctx context.Context, snap repo.ID, p string, id repo.
 				affected = append(affected, fmt.Sprintf("%s:%s (data missing)", snap.Short(), np))
 				break
 			}
+		}
+	}
+	return affected
+}
+
+// walkImage checks the chunk lists of an image snapshot and returns the regions
+// affected by missing or damaged blobs.
+func (c *checker) walkImage(ctx context.Context, snap repo.ID, img *repo.Image, seen map[repo.ID]bool) []string {
+	var affected []string
+	for _, reg := range img.Regions {
+		name := fmt.Sprintf("%s:gap at %d", snap.Short(), reg.Offset)
+		if reg.Partition != nil {
+			name = fmt.Sprintf("%s:partition %d", snap.Short(), reg.Partition.Number)
+		}
+		var n int64
+		hit := ""
+		for _, lid := range reg.Chunks {
+			first := !seen[lid]
+			seen[lid] = true
+			if obj, bad := c.bad[lid]; bad {
+				hit = "chunk list in " + obj
+				break
+			}
+			ids, err := c.r.LoadChunkList(ctx, lid)
+			if err != nil {
+				if first {
+					c.problem("chunk list "+lid.Short(), err)
+				}
+				hit = "chunk list damaged or missing"
+				break
+			}
+			n += int64(len(ids))
+			for i, id := range ids {
+				if id.IsNull() {
+					continue
+				}
+				if obj, bad := c.bad[id]; bad {
+					hit = fmt.Sprintf("chunk %d in %s", i, obj)
+					break
+				}
+				if !c.r.HasBlob(repo.DataBlob, id) {
+					if first {
+						c.problem("blob "+id.Short(), fmt.Errorf("not in the index (used by %s)", name))
+					}
+					hit = fmt.Sprintf("chunk %d missing", i)
+					break
+				}
+			}
+			if hit != "" {
+				break
+			}
+		}
+		if hit == "" && n != reg.NumChunks() {
+			hit = fmt.Sprintf("chunk lists hold %d chunks, the region has %d", n, reg.NumChunks())
+		}
+		if hit != "" {
+			affected = append(affected, name+" ("+hit+")")
 		}
 	}
 	return affected

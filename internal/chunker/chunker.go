@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 )
 
 // Chunk is one piece of a stream. Data is valid only until the next call of Next.
@@ -40,8 +41,10 @@ type CDC struct {
 	maskS, maskL uint64
 
 	rd         io.Reader
-	buf        []byte
-	start, end int // unread data is buf[start:end]
+	buf        []byte  // small or *large
+	small      []byte  // this chunker's own buffer for small streams
+	large      *[]byte // a shared large buffer while chunking a large stream
+	start, end int     // unread data is buf[start:end]
 	eof        bool
 	off        uint64
 }
@@ -60,7 +63,6 @@ func NewCDC(r io.Reader, s Sizes, seed uint64) (*CDC, error) {
 		min: s.Min, avg: s.Avg, max: s.Max,
 		maskS: topBits(bits + normalization),
 		maskL: topBits(bits - normalization),
-		buf:   make([]byte, 2*s.Max),
 	}
 	// splitmix64 fills the gear table from the seed.
 	x := seed
@@ -71,16 +73,55 @@ func NewCDC(r io.Reader, s Sizes, seed uint64) (*CDC, error) {
 		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 		c.table[i] = z ^ (z >> 31)
 	}
-	c.Reset(r)
+	c.Reset(r, -1)
 	return c, nil
 }
 
 func topBits(n int) uint64 { return ^uint64(0) << (64 - n) }
 
-// Reset makes c chunk r from its start, keeping c's buffer and table.
-func (c *CDC) Reset(r io.Reader) {
+// Reset makes c chunk r from its start. size is how long r is, or -1 if unknown:
+// a small stream gets a small buffer, a large one shares large buffers with other
+// chunkers, so that many chunkers of small files hold little memory.
+func (c *CDC) Reset(r io.Reader, size int64) {
 	c.rd, c.start, c.end, c.eof, c.off = r, 0, 0, false, 0
+	c.Release()
+	switch {
+	case size >= 0 && size < smallBuf:
+		if c.small == nil {
+			c.small = make([]byte, smallBuf)
+		}
+		c.buf = c.small
+	default:
+		var bp *[]byte
+		select {
+		case bp = <-largeBufs:
+		default:
+		}
+		if bp == nil || len(*bp) < 2*c.max {
+			b := make([]byte, 2*c.max)
+			bp = &b
+		}
+		c.large, c.buf = bp, (*bp)[:2*c.max]
+	}
 }
+
+// Release gives back the large buffer c may hold; call it when a stream is done.
+func (c *CDC) Release() {
+	if c.large != nil {
+		select {
+		case largeBufs <- c.large:
+		default: // enough kept already
+		}
+		c.large, c.buf = nil, nil
+	}
+}
+
+// smallBuf is the buffer of a chunker of a stream shorter than it: read whole at once.
+const smallBuf = 1 << 20
+
+// largeBufs keeps a few buffers of twice the maximum chunk size for large streams,
+// so that they are reused rather than left to the garbage collector.
+var largeBufs = make(chan *[]byte, runtime.GOMAXPROCS(0))
 
 // Next returns the next chunk; its Data is valid until the next call.
 func (c *CDC) Next() (Chunk, error) {

@@ -110,21 +110,31 @@ func TestCDCSeedChangesBoundariesAndResetReuses(t *testing.T) {
 	if len(ca) > 1 && len(cb) > 1 && len(ca[0]) == len(cb[0]) && len(ca[1]) == len(cb[1]) {
 		t.Errorf("different seeds cut at the same places")
 	}
-	a.Reset(bytes.NewReader(data))
+	a.Reset(bytes.NewReader(data), -1)
 	again := collect(t, a)
 	if len(again) != len(ca) || !bytes.Equal(bytes.Join(again, nil), data) {
 		t.Fatalf("after Reset: %d chunks, want %d", len(again), len(ca))
 	}
 	small := []byte("tiny")
-	a.Reset(bytes.NewReader(small))
+	a.Reset(bytes.NewReader(small), int64(len(small)))
 	if got := collect(t, a); len(got) != 1 || !bytes.Equal(got[0], small) {
 		t.Fatalf("small input: %q", got)
 	}
-	a.Reset(bytes.NewReader(nil))
+	a.Reset(bytes.NewReader(nil), 0)
 	if got := collect(t, a); len(got) != 0 {
 		t.Fatalf("empty input gave %d chunks", len(got))
 	}
 	if _, err := NewCDC(nil, Sizes{Min: 1000, Avg: 3000, Max: 9000}, 0); err == nil {
 		t.Fatal("an average that is not a power of two must be refused")
+	}
+}
+
+// A wrong size hint costs only chunk boundaries, never data.
+func TestCDCWrongSizeHint(t *testing.T) {
+	data := randomBytes(5<<20, 9)
+	c, _ := NewCDC(nil, DefaultSizes, 3)
+	c.Reset(bytes.NewReader(data), 100)
+	if got := bytes.Join(collect(t, c), nil); !bytes.Equal(got, data) {
+		t.Fatal("chunks do not reassemble the input")
 	}
 }

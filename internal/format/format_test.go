@@ -121,7 +121,18 @@ func sampleImageSnapshot() *Snapshot {
 		Kind:    KindImage,
 		Host:    "beta",
 		Paths:   []string{"/dev/sda"},
-		Tree:    testID(0x33),
+		Image: &Image{
+			Source: "/dev/sda", WholeDisk: true, Size: 64 << 20, SectorSize: 512, Model: "QEMU HARDDISK", Serial: "QM0001",
+			Table: "gpt", DiskID: "0d7e3a5c-1b2f-4c3d-9e8f-0a1b2c3d4e5f",
+			Regions: []ImageRegion{
+				{Kind: RegionGap, Offset: 0, Size: 1 << 20, ChunkSize: 256 << 10, Chunks: []ID{testID(0x33)}},
+				{Kind: RegionPartition, Offset: 1 << 20, Size: 62 << 20, ChunkSize: 256 << 10, Chunks: []ID{testID(0x34)},
+					Partition: &PartitionInfo{Number: 1, Type: "0fc63daf-8483-4772-8e79-3d69d8477de4", TypeName: "Linux filesystem",
+						Name: "root", UUID: "6a1b2c3d-0000-4000-8000-000000000001", FS: "ext4", Label: "rootfs",
+						FSUUID: "1e2d3c4b-0000-4000-8000-000000000002", FSSize: 62 << 20, BlockSize: 4096, UsedBytes: 9 << 20}},
+				{Kind: RegionGap, Offset: 63 << 20, Size: 1 << 20, ChunkSize: 256 << 10, Chunks: []ID{testID(0x35)}},
+			},
+		},
 	}
 }
 
@@ -861,6 +872,42 @@ func BenchmarkDecodeTree(b *testing.B) {
 	for b.Loop() {
 		if _, err := DecodeTree(enc); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestChunkListRoundTripAndLimits(t *testing.T) {
+	ids := []ID{testID(1), {}, testID(3)}
+	got, err := DecodeChunkList(EncodeChunkList(ids))
+	if err != nil || len(got) != 3 || got[0] != ids[0] || !got[1].IsNull() || got[2] != ids[2] {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, []byte("CCL"), []byte("XYZ\x01\x00"), []byte("CCL\x02\x00"), []byte("CCL\x01\x01"), append(EncodeChunkList(ids), 0)} {
+		if _, err := DecodeChunkList(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestImageSnapshotChecks(t *testing.T) {
+	s := sampleImageSnapshot()
+	b, _ := EncodeSnapshot(s)
+	if _, err := DecodeSnapshot(b); err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(*Snapshot){
+		"no image":          func(s *Snapshot) { s.Image = nil },
+		"gap in regions":    func(s *Snapshot) { s.Image.Regions[1].Offset++ },
+		"short coverage":    func(s *Snapshot) { s.Image.Size++ },
+		"bad chunk size":    func(s *Snapshot) { s.Image.Regions[0].ChunkSize = 0 },
+		"partition no info": func(s *Snapshot) { s.Image.Regions[1].Partition = nil },
+		"unknown kind":      func(s *Snapshot) { s.Image.Regions[0].Kind = "other" },
+	} {
+		s := sampleImageSnapshot()
+		mutate(s)
+		b, _ := EncodeSnapshot(s)
+		if _, err := DecodeSnapshot(b); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

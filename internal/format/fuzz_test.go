@@ -258,3 +258,18 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeChunkList(f *testing.F) {
+	f.Add(EncodeChunkList(nil))
+	f.Add(EncodeChunkList([]ID{testID(1), {}, testID(2)}))
+	f.Add([]byte("CCL\x01\xff\xff\xff\xff\x0f"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := DecodeChunkList(b)
+		if err != nil {
+			return
+		}
+		if got := EncodeChunkList(ids); string(got) != string(b) {
+			t.Fatalf("re-encoding differs: %x vs %x", got, b)
+		}
+	})
+}

@@ -22,7 +22,8 @@ type Snapshot struct {
 	Paths    []string  `json:"paths"`
 	Tags     []string  `json:"tags,omitempty"`
 	Parent   *ID       `json:"parent,omitempty"`
-	Tree     ID        `json:"tree"`
+	Tree     ID        `json:"tree,omitzero"`   // root tree of a file snapshot
+	Image    *Image    `json:"image,omitempty"` // what an image snapshot holds
 	Summary  *Summary  `json:"summary,omitempty"`
 	Original *ID       `json:"original,omitempty"` // set when a snapshot is rewritten
 }
@@ -59,8 +60,15 @@ func DecodeSnapshot(b []byte) (*Snapshot, error) {
 	if s.Kind != KindFile && s.Kind != KindImage {
 		return nil, fmt.Errorf("snapshot: unknown kind %q", s.Kind)
 	}
-	if s.Tree.IsNull() {
+	switch {
+	case s.Kind == KindFile && s.Tree.IsNull():
 		return nil, fmt.Errorf("snapshot: no tree")
+	case s.Kind == KindImage && s.Image == nil:
+		return nil, fmt.Errorf("snapshot: image snapshot without image")
+	case s.Kind == KindImage:
+		if err := s.Image.check(); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
 	}
 	return &s, nil
 }

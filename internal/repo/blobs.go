@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"cairn/internal/format"
@@ -34,7 +33,7 @@ func newPackers(r *Repository) *packers {
 		r:       r,
 		open:    map[BlobType]*openPack{},
 		pending: map[blobKey]bool{},
-		uploads: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		uploads: make(chan struct{}, storage.Connections(r.st)),
 	}
 }
 
@@ -77,30 +76,36 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data
 
 	bp := bufPool.Get().(*[]byte)
 	payload := r.compress(*bp, data)
-	sealed := r.key.Seal(make([]byte, 0, len(payload)+64), payload)
-	*bp = payload
-	bufPool.Put(bp)
 
 	p.mu.Lock()
 	op := p.open[t]
 	if op == nil {
-		op = &openPack{data: make([]byte, 0, r.cfg.PackSize+r.cfg.PackSize/8)}
+		// Data packs fill up; tree packs usually stay small.
+		size := 64 << 10
+		if t == DataBlob {
+			size = int(r.cfg.PackSize) + 1<<20
+		}
+		op = &openPack{data: make([]byte, 0, size)}
 		p.open[t] = op
 	}
-	op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(len(op.data)), Length: uint32(len(sealed)), RawLength: uint32(len(data))})
-	op.data = append(op.data, sealed...)
+	offset := len(op.data)
+	op.data = r.key.Seal(op.data, payload) // sealed in place: no copy of the blob
+	stored := len(op.data) - offset
+	op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(offset), Length: uint32(stored), RawLength: uint32(len(data))})
 	var full *openPack
 	if len(op.data) >= int(r.cfg.PackSize) {
 		full = op
 		delete(p.open, t)
 	}
 	p.mu.Unlock()
+	*bp = payload
+	bufPool.Put(bp)
 	if full != nil {
 		if err := p.upload(ctx, full); err != nil {
 			return 0, err
 		}
 	}
-	return len(sealed), nil
+	return stored, nil
 }
 
 // BlobID returns the id data has as a blob.

@@ -31,6 +31,29 @@ func (r *Repository) LoadTree(ctx context.Context, id ID) (*Tree, error) {
 	return t, nil
 }
 
+// SaveChunkList stores a list of at most ChunkListMax chunk ids (null ids allowed)
+// as a metadata blob, kept with the trees.
+func (r *Repository) SaveChunkList(ctx context.Context, ids []ID) (ID, error) {
+	if len(ids) > format.ChunkListMax {
+		return ID{}, fmt.Errorf("chunk list of %d ids exceeds %d", len(ids), format.ChunkListMax)
+	}
+	id, _, err := r.SaveBlob(ctx, TreeBlob, format.EncodeChunkList(ids))
+	return id, err
+}
+
+// LoadChunkList loads a list of chunk ids saved by SaveChunkList.
+func (r *Repository) LoadChunkList(ctx context.Context, id ID) ([]ID, error) {
+	b, err := r.LoadBlob(ctx, TreeBlob, id)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := format.DecodeChunkList(b)
+	if err != nil {
+		return nil, fmt.Errorf("chunk list %s: %w", id.Short(), err)
+	}
+	return ids, nil
+}
+
 // SaveSnapshot flushes all blobs and then stores the snapshot, so that a snapshot
 // never names a blob that is not durable.
 func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) {

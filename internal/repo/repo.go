@@ -89,7 +89,7 @@ func Init(ctx context.Context, st storage.Storage, password string, opts Options
 }
 
 func newRepository(st storage.Storage, key *crypto.Key, cfg *format.Config) *Repository {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false), zstd.WithWindowSize(4<<20), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		panic(err) // only on invalid options
 	}

@@ -13,6 +13,17 @@ type (
 	RawString = format.RawString
 	Snapshot  = format.Snapshot
 	Summary   = format.Summary
+
+	Image         = format.Image
+	ImageRegion   = format.ImageRegion
+	PartitionInfo = format.PartitionInfo
+)
+
+// Image region kinds and the size of a chunk list, as in the format package.
+const (
+	RegionPartition = format.RegionPartition
+	RegionGap       = format.RegionGap
+	ChunkListMax    = format.ChunkListMax
 )
 
 // Blob types and node types, as in the format package.

@@ -137,3 +137,12 @@ type Storage interface {
 
 // IsNotExist reports whether err says that a file does not exist.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+
+// Connections returns how many saves of pack files should run at once on s: what s
+// says through a Connections() int method, or 2.
+func Connections(s Storage) int {
+	if c, ok := s.(interface{ Connections() int }); ok && c.Connections() > 0 {
+		return c.Connections()
+	}
+	return 2
+}

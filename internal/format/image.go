@@ -1,0 +1,137 @@
+package format
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Image describes what an image snapshot holds: a whole disk (its partition table,
+// the gaps between partitions and every partition) or one partition. The disk is
+// cut into regions that cover it from offset 0 to Size without gaps or overlaps.
+type Image struct {
+	Source     string        `json:"source"` // the device or file that was imaged
+	WholeDisk  bool          `json:"whole_disk"`
+	Size       int64         `json:"size"`
+	SectorSize int           `json:"sector_size"`
+	Model      string        `json:"model,omitempty"`
+	Serial     string        `json:"serial,omitempty"`
+	Table      string        `json:"table"` // "gpt", "mbr" or "none"
+	DiskID     string        `json:"disk_id,omitempty"`
+	Regions    []ImageRegion `json:"regions"`
+}
+
+// Region kinds.
+const (
+	RegionPartition = "partition"
+	RegionGap       = "gap" // partition table, boot loader, unpartitioned space
+)
+
+// ImageRegion is a run of the disk stored as fixed-size chunks: chunk i covers bytes
+// [Offset+i*ChunkSize, Offset+(i+1)*ChunkSize) (the last one may be shorter). The
+// chunk ids are in the chunk-list blobs named by Chunks, in order; a null id is a
+// chunk that is all zeros or that the filesystem does not use, stored nowhere.
+type ImageRegion struct {
+	Kind      string         `json:"kind"`
+	Offset    int64          `json:"offset"`
+	Size      int64          `json:"size"`
+	ChunkSize int            `json:"chunk_size"`
+	Chunks    []ID           `json:"chunks"`
+	Partition *PartitionInfo `json:"partition,omitempty"`
+}
+
+// PartitionInfo is a partition's entry in the table and what is on it.
+type PartitionInfo struct {
+	Number     int    `json:"number"`
+	Type       string `json:"type"` // GPT type GUID or MBR type ("0x83")
+	TypeName   string `json:"type_name,omitempty"`
+	Name       string `json:"name,omitempty"`
+	UUID       string `json:"uuid,omitempty"`
+	Attributes uint64 `json:"attributes,omitempty"`
+	Bootable   bool   `json:"bootable,omitempty"`
+	FS         string `json:"fs,omitempty"` // "ext4", "fat32", "ntfs", "swap", "" if unknown
+	Label      string `json:"label,omitempty"`
+	FSUUID     string `json:"fs_uuid,omitempty"`
+	FSSize     int64  `json:"fs_size,omitempty"`
+	BlockSize  int    `json:"block_size,omitempty"`
+	UsedBytes  int64  `json:"used_bytes"` // bytes the filesystem uses (the region's size if unknown)
+}
+
+// Chunks returns how many chunks the region has.
+func (r *ImageRegion) NumChunks() int64 {
+	if r.ChunkSize <= 0 {
+		return 0
+	}
+	return (r.Size + int64(r.ChunkSize) - 1) / int64(r.ChunkSize)
+}
+
+func (img *Image) check() error {
+	if img.Size <= 0 || img.SectorSize <= 0 {
+		return fmt.Errorf("image: invalid size %d or sector size %d", img.Size, img.SectorSize)
+	}
+	var end int64
+	for i, r := range img.Regions {
+		if r.Offset != end || r.Size <= 0 || r.Size > img.Size-r.Offset {
+			return fmt.Errorf("image: region %d (%d+%d) does not follow at %d within %d bytes", i, r.Offset, r.Size, end, img.Size)
+		}
+		if r.Kind != RegionPartition && r.Kind != RegionGap {
+			return fmt.Errorf("image: region %d has unknown kind %q", i, r.Kind)
+		}
+		if r.Kind == RegionPartition && r.Partition == nil {
+			return fmt.Errorf("image: partition region %d has no partition info", i)
+		}
+		if r.ChunkSize < 512 || r.ChunkSize > MaxBlobSize {
+			return fmt.Errorf("image: region %d has invalid chunk size %d", i, r.ChunkSize)
+		}
+		end += r.Size
+	}
+	if end != img.Size {
+		return fmt.Errorf("image: regions cover %d of %d bytes", end, img.Size)
+	}
+	return nil
+}
+
+// ChunkListMax is how many chunk ids one chunk-list blob holds at most.
+const ChunkListMax = 1 << 16
+
+var chunkListMagic = []byte("CCL")
+
+const chunkListVersion = 1
+
+// EncodeChunkList returns the binary form of a list of chunk ids.
+func EncodeChunkList(ids []ID) []byte {
+	b := append([]byte{}, chunkListMagic...)
+	b = append(b, chunkListVersion)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = append(b, id[:]...)
+	}
+	return b
+}
+
+// DecodeChunkList parses the form made by EncodeChunkList.
+func DecodeChunkList(b []byte) ([]ID, error) {
+	if len(b) < len(chunkListMagic)+1 || string(b[:len(chunkListMagic)]) != string(chunkListMagic) {
+		return nil, fmt.Errorf("chunk list: bad magic")
+	}
+	if v := b[len(chunkListMagic)]; v != chunkListVersion {
+		return nil, fmt.Errorf("chunk list: unsupported version %d", v)
+	}
+	d := decoder{b: b[len(chunkListMagic)+1:]}
+	n := d.count(IDSize)
+	if d.err == nil && n > ChunkListMax {
+		d.err = fmt.Errorf("%d ids exceed the maximum of %d", n, ChunkListMax)
+	}
+	ids := make([]ID, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var id ID
+		d.id(&id)
+		ids = append(ids, id)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("chunk list: %w", d.err)
+	}
+	return ids, nil
+}
