@@ -66,6 +66,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newRestoreCommand(g),
 		newDiffCommand(g),
 		newCheckCommand(g),
+		newImageCommand(g),
 	)
 	return root
 }

@@ -44,7 +44,7 @@ type snapshotJSON struct {
 	Paths  []string  `json:"paths"`
 	Tags   []string  `json:"tags,omitempty"`
 	Parent string    `json:"parent,omitempty"`
-	Tree   string    `json:"tree"`
+	Tree   string    `json:"tree,omitempty"`
 	Size   uint64    `json:"size"`
 	Files  uint64    `json:"files"`
 }
@@ -60,6 +60,10 @@ func toJSON(e snapshot.Entry) snapshotJSON {
 	}
 	if e.Summary != nil {
 		j.Size, j.Files = e.Summary.TotalBytes, e.Summary.TotalFiles
+	}
+	if e.Image != nil {
+		j.Size = uint64(e.Image.Size)
+		j.Tree = ""
 	}
 	return j
 }

@@ -120,10 +120,13 @@ func (p *packers) upload(ctx context.Context, op *openPack) error {
 		return ctx.Err()
 	}
 	p.wg.Add(1)
+	// The upload outlives the SaveBlob call that filled the pack: it must not end
+	// with that caller's context. Flush and Abort wait for it.
+	uctx := context.WithoutCancel(ctx)
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.uploads }()
-		if err := p.store(ctx, op); err != nil {
+		if err := p.store(uctx, op); err != nil {
 			p.errMu.Lock()
 			if p.err == nil {
 				p.err = err

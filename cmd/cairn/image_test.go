@@ -1,0 +1,301 @@
+//go:build linux
+
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cairn/internal/disktest"
+	"cairn/internal/treetest"
+)
+
+const mib = disktest.MiB
+
+// gptDisk makes the GPT test disk of the issue: a FAT32 EFI partition, an ext4 root
+// with a real tree, an NTFS data partition, an unformatted one, and a Windows
+// recovery partition at the end. It returns the disk and the trees put in.
+func gptDisk(t *testing.T, dir string) (*disktest.Disk, string) {
+	t.Helper()
+	tree := filepath.Join(dir, "tree")
+	disktest.UsrDir(t, filepath.Join(tree, "doc"), 24*mib)
+	disktest.RandomFile(t, filepath.Join(tree, "random.bin"), 8*mib)
+	fill := func(plain bool) func(testing.TB, string) {
+		return func(t testing.TB, mnt string) { disktest.CopyTree(t, tree, mnt, plain) }
+	}
+	d := disktest.MakeGPT(t, filepath.Join(dir, "disk.img"), 320*mib, []disktest.Partition{
+		{Size: 64 * mib, Type: "ef00", Name: "EFI system", FS: "fat32", Label: "EFI"},
+		{Size: 160 * mib, Type: "8300", Name: "root", FS: "ext4", Label: "rootfs", Fill: fill(false)},
+		{Size: 64 * mib, Type: "0700", Name: "data", FS: "ntfs", Label: "DATA", Fill: fill(true)},
+		{Size: 16 * mib, Type: "8300", Name: "raw"},
+		{Size: 14 * mib, Type: "2700", Name: "recovery", FS: "ntfs", Label: "Recovery"},
+	})
+	return d, tree
+}
+
+// tableOf returns sfdisk's view of a disk's table without the file's own name.
+func tableOf(t *testing.T, path string) string {
+	t.Helper()
+	tab := disktest.SfdiskJSON(t, path)
+	delete(tab, "device")
+	for _, p := range tab["partitions"].([]any) {
+		delete(p.(map[string]any), "node")
+	}
+	return fmt.Sprint(tab)
+}
+
+func sha(t *testing.T, path string, off, n int64) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, n)); err != nil {
+		t.Fatal(err)
+	}
+	var s [32]byte
+	copy(s[:], h.Sum(nil))
+	return s
+}
+
+// sameBytes reports whether two files hold the same bytes in [off, off+n).
+func sameBytes(t *testing.T, a, b string, off, n int64) bool {
+	return sha(t, a, off, n) == sha(t, b, off, n)
+}
+
+func repoSize(t *testing.T, repo string) int64 {
+	t.Helper()
+	var n int64
+	_ = filepath.Walk(repo, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// checkPartitions runs each filesystem's own checker on the restored disk, compares
+// the mounted ext and NTFS trees with the original ones file by file with
+// metadata, and unformatted partitions byte for byte.
+func checkPartitions(t *testing.T, d *disktest.Disk, restored string, tree string) {
+	t.Helper()
+	for _, p := range d.Parts {
+		if p.FS == "" {
+			if !sameBytes(t, d.Path, restored, p.Start, p.Size) {
+				t.Errorf("unformatted partition %d differs", p.Number)
+			}
+			continue
+		}
+		loop := disktest.AttachPartition(t, restored, p.Start, p.Size)
+		disktest.Fsck(t, loop, p.FS)
+		if strings.HasPrefix(p.FS, "ext") || p.FS == "ntfs" {
+			mnt := disktest.Mount(t, loop, p.FS, true)
+			orig := disktest.Mount(t, disktest.AttachPartition(t, d.Path, p.Start, p.Size), p.FS, true)
+			treetest.RequireEqual(t, orig, mnt, treetest.CompareOptions{IgnoreATime: true})
+			disktest.Unmount(t, mnt)
+			disktest.Unmount(t, orig)
+		}
+		disktest.Detach(t, loop)
+	}
+}
+
+func TestImageGPTDiskRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	d, tree := gptDisk(t, e.dir)
+	e.must("init")
+	s := summary(t, e.must("image", "create", "--json", d.Path))
+	if s["disk_size"].(float64) != float64(d.Size) {
+		t.Fatalf("summary: %v", s)
+	}
+	// Only what the filesystems use is read: far less than the disk.
+	if read := s["bytes_read"].(float64); read > 0.6*float64(d.Size) {
+		t.Errorf("read %v bytes of a %d-byte disk with mostly free space", read, d.Size)
+	}
+	if got := repoSize(t, e.repo); got > d.Size/2 {
+		t.Errorf("repository holds %d bytes for a %d-byte disk", got, d.Size)
+	}
+
+	var show map[string]any
+	if err := json.Unmarshal([]byte(e.must("image", "show", "--json", "latest")), &show); err != nil {
+		t.Fatal(err)
+	}
+	img := show["image"].(map[string]any)
+	if img["table"] != "gpt" || img["whole_disk"] != true {
+		t.Fatalf("image show: %v", img)
+	}
+	want := map[float64][2]string{1: {"fat32", "EFI"}, 2: {"ext4", "rootfs"}, 3: {"ntfs", "DATA"}, 4: {"", ""}, 5: {"ntfs", "Recovery"}}
+	for _, r := range img["regions"].([]any) {
+		reg := r.(map[string]any)
+		p, ok := reg["partition"].(map[string]any)
+		if !ok {
+			continue
+		}
+		w := want[p["number"].(float64)]
+		fsName, _ := p["fs"].(string)
+		label, _ := p["label"].(string)
+		if fsName != w[0] || label != w[1] {
+			t.Errorf("partition %v: fs %q label %q, want %q %q", p["number"], fsName, label, w[0], w[1])
+		}
+	}
+	text := e.must("image", "show", "latest")
+	if !strings.Contains(text, "rootfs") || !strings.Contains(text, "EFI System") {
+		t.Errorf("image show text:\n%s", text)
+	}
+	if list := e.must("snapshots"); !strings.Contains(list, "image") || !strings.Contains(list, d.Path) {
+		t.Errorf("snapshots does not list the image:\n%s", list)
+	}
+
+	// Restore into a new file: same table, every partition checks, same files.
+	out := filepath.Join(e.dir, "restored.img")
+	rs := summary(t, e.must("image", "restore", "--json", "latest", out))
+	if rs["chunks_verified"].(float64) == 0 {
+		t.Errorf("restore verified nothing: %v", rs)
+	}
+	if !sameBytes(t, d.Path, out, 0, mib) || !sameBytes(t, d.Path, out, d.Size-33*512, 33*512) {
+		t.Fatal("partition table or boot area differs")
+	}
+	if a, b := tableOf(t, d.Path), tableOf(t, out); a != b {
+		t.Fatalf("partition tables differ:\n%v\n%v", a, b)
+	}
+	checkPartitions(t, d, out, tree)
+	// Free space restores as zeros (the source's was random), so the files differ
+	// only where the filesystems do not look.
+	if sameBytes(t, d.Path, out, d.Parts[1].Start, d.Parts[1].Size) {
+		t.Errorf("the ext4 partition restored byte for byte: its free space was read")
+	}
+
+	// Onto a block device (a loop device over a file of the same size).
+	devFile := filepath.Join(e.dir, "device.img")
+	disktest.RandomFile(t, devFile, d.Size)
+	loop := disktest.Attach(t, devFile)
+	e.must("image", "restore", "latest", loop)
+	disktest.Detach(t, loop)
+	checkPartitions(t, d, devFile, tree)
+
+	e.must("check", "--read-data")
+}
+
+func TestImageMBRDiskRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	tree := filepath.Join(e.dir, "tree")
+	disktest.UsrDir(t, tree, 8*mib)
+	fill := func(plain bool) func(testing.TB, string) {
+		return func(t testing.TB, mnt string) { disktest.CopyTree(t, tree, mnt, plain) }
+	}
+	d := disktest.MakeMBR(t, filepath.Join(e.dir, "mbr.img"), 128*mib, []disktest.Partition{
+		{Size: 48 * mib, Type: "6", FS: "fat16", Label: "BOOT"},
+		{Size: 72 * mib, Type: "83", FS: "ext3", Label: "old", Fill: fill(false)},
+	})
+	e.must("init")
+	e.must("image", "create", d.Path)
+	out := filepath.Join(e.dir, "restored.img")
+	e.must("image", "restore", "latest", out)
+	if a, b := tableOf(t, d.Path), tableOf(t, out); a != b {
+		t.Fatalf("partition tables differ:\n%v\n%v", a, b)
+	}
+	checkPartitions(t, d, out, tree)
+}
+
+func TestImageRestoreSafety(t *testing.T) {
+	e := newEnv(t)
+	d := disktest.MakeMBR(t, filepath.Join(e.dir, "small.img"), 64*mib, []disktest.Partition{
+		{Size: 60 * mib, Type: "83", FS: "ext4", Label: "x"},
+	})
+	e.must("init")
+	e.must("image", "create", d.Path)
+
+	// Too small: an error, and not one byte written.
+	small := filepath.Join(e.dir, "too-small.img")
+	disktest.RandomFile(t, small, 32*mib)
+	before := sha(t, small, 0, 32*mib)
+	r := e.run("image", "restore", "latest", small)
+	if r.code != 1 || !strings.Contains(r.stderr, "too small") {
+		t.Fatalf("restore onto a smaller target: exit %d, %s", r.code, r.stderr)
+	}
+	if sha(t, small, 0, 32*mib) != before {
+		t.Fatal("a refused restore changed the target")
+	}
+	// A target with a partition table needs --force.
+	other := filepath.Join(e.dir, "other.img")
+	disktest.MakeGPT(t, other, 64*mib, []disktest.Partition{{Size: 32 * mib, Type: "8300"}})
+	before = sha(t, other, 0, 64*mib)
+	r = e.run("image", "restore", "latest", other)
+	if r.code != 1 || !strings.Contains(r.stderr, "--force") || sha(t, other, 0, 64*mib) != before {
+		t.Fatalf("restore over a partition table without --force: exit %d, %s", r.code, r.stderr)
+	}
+	e.must("image", "restore", "--force", "latest", other)
+	// A mounted target is refused.
+	loop := disktest.Attach(t, other)
+	part := disktest.AttachPartition(t, loop, d.Parts[0].Start, d.Parts[0].Size)
+	mnt := disktest.Mount(t, part, "ext4", false)
+	r = e.run("image", "restore", "--force", "latest", loop)
+	if r.code != 1 || !strings.Contains(r.stderr, "mounted") {
+		t.Fatalf("restore onto a mounted device: exit %d, %s", r.code, r.stderr)
+	}
+	disktest.Unmount(t, mnt)
+	// An image of a mounted read-write filesystem needs a flag.
+	mnt = disktest.Mount(t, part, "ext4", false)
+	r = e.run("image", "create", loop)
+	if r.code != 1 || !strings.Contains(r.stderr, "--snapshot lvm, --freeze or --force") {
+		t.Fatalf("image of a mounted disk: exit %d, %s", r.code, r.stderr)
+	}
+	r = e.run("image", "create", "--force", loop)
+	if r.code != 0 || !strings.Contains(r.stderr, "crash-consistent") {
+		t.Fatalf("image --force of a mounted disk: exit %d, %s", r.code, r.stderr)
+	}
+	e.must("image", "create", "--freeze", loop)
+	disktest.Unmount(t, mnt)
+}
+
+// A second image of a changed disk stores about what changed.
+func TestImageIncremental(t *testing.T) {
+	e := newEnv(t)
+	d := disktest.MakeGPT(t, filepath.Join(e.dir, "disk.img"), 256*mib, []disktest.Partition{
+		{Size: 254 * mib, Type: "8300", FS: "ext4", Label: "data", Fill: func(t testing.TB, mnt string) {
+			disktest.UsrDir(t, filepath.Join(mnt, "doc"), 40*mib)
+			for i := 0; i < 10; i++ {
+				disktest.RandomFile(t, filepath.Join(mnt, fmt.Sprintf("big%d", i)), 8*mib)
+			}
+		}},
+	})
+	e.must("init")
+	e.must("image", "create", d.Path)
+	before := repoSize(t, e.repo)
+
+	// Change 6 MiB: rewrite two 2 MiB regions of files and add a 2 MiB file.
+	part := disktest.AttachPartition(t, d.Path, d.Parts[0].Start, d.Parts[0].Size)
+	mnt := disktest.Mount(t, part, "ext4", false)
+	for _, name := range []string{"big3", "big7"} {
+		f, err := os.OpenFile(filepath.Join(mnt, name), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := randomData(t, 2*mib)
+		if _, err := f.WriteAt(b, 3*mib); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	disktest.RandomFile(t, filepath.Join(mnt, "new.bin"), 2*mib)
+	disktest.Unmount(t, mnt)
+	const changed = 6 * mib
+
+	s := summary(t, e.must("image", "create", "--json", d.Path))
+	growth := repoSize(t, e.repo) - before
+	t.Logf("changed %d bytes; the repository grew by %d (%.2fx), data added %v", changed, growth, float64(growth)/changed, s["data_added"])
+	if growth > changed*3/2+2*mib {
+		t.Errorf("the repository grew by %d bytes for %d changed (bound: 1.5x + 2 MiB)", growth, changed)
+	}
+	if s["parent"] == nil {
+		t.Errorf("the second image has no parent: %v", s)
+	}
+}

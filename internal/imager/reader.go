@@ -1,0 +1,126 @@
+package imager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"cairn/internal/repo"
+)
+
+// Reader reads an image snapshot's disk (or one region of it) as bytes: null chunks
+// read as zeros, stored chunks are loaded on demand, with a small cache. It is safe
+// for concurrent use.
+type Reader struct {
+	ctx     context.Context
+	r       *repo.Repository
+	regions []repo.ImageRegion
+	size    int64
+
+	mu     sync.Mutex
+	lists  map[int][]repo.ID // region index -> its chunk ids
+	cache  map[repo.ID][]byte
+	recent []repo.ID
+}
+
+// NewReader returns a reader of the whole image.
+func NewReader(ctx context.Context, r *repo.Repository, img *repo.Image) *Reader {
+	return &Reader{ctx: ctx, r: r, regions: img.Regions, size: img.Size, lists: map[int][]repo.ID{}, cache: map[repo.ID][]byte{}}
+}
+
+// NewRegionReader returns a reader of one region, starting at its first byte.
+func NewRegionReader(ctx context.Context, r *repo.Repository, reg repo.ImageRegion) *Reader {
+	reg.Offset = 0
+	return &Reader{ctx: ctx, r: r, regions: []repo.ImageRegion{reg}, size: reg.Size, lists: map[int][]repo.ID{}, cache: map[repo.ID][]byte{}}
+}
+
+// Size returns the number of bytes the reader covers.
+func (rd *Reader) Size() int64 { return rd.size }
+
+// ReadAt implements io.ReaderAt.
+func (rd *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		if pos >= rd.size {
+			return n, io.EOF
+		}
+		i := sort.Search(len(rd.regions), func(i int) bool { return rd.regions[i].Offset+rd.regions[i].Size > pos })
+		if i == len(rd.regions) {
+			return n, io.EOF
+		}
+		reg := &rd.regions[i]
+		rel := pos - reg.Offset
+		c := rel / int64(reg.ChunkSize)
+		within := rel - c*int64(reg.ChunkSize)
+		chunkLen := min(int64(reg.ChunkSize), reg.Size-c*int64(reg.ChunkSize))
+		want := min(int64(len(p)-n), chunkLen-within)
+		data, err := rd.chunk(i, c)
+		if err != nil {
+			return n, err
+		}
+		if data == nil {
+			clear(p[n : n+int(want)])
+		} else {
+			if int64(len(data)) != chunkLen {
+				return n, fmt.Errorf("chunk %d of region at %d has %d bytes, want %d", c, reg.Offset, len(data), chunkLen)
+			}
+			copy(p[n:n+int(want)], data[within:])
+		}
+		n += int(want)
+	}
+	return n, nil
+}
+
+// chunk returns chunk c of region i, nil for a null chunk.
+func (rd *Reader) chunk(i int, c int64) ([]byte, error) {
+	rd.mu.Lock()
+	ids, ok := rd.lists[i]
+	rd.mu.Unlock()
+	if !ok {
+		var all []repo.ID
+		for _, lid := range rd.regions[i].Chunks {
+			l, err := rd.r.LoadChunkList(rd.ctx, lid)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, l...)
+		}
+		if int64(len(all)) != rd.regions[i].NumChunks() {
+			return nil, fmt.Errorf("chunk lists hold %d chunks, the region has %d", len(all), rd.regions[i].NumChunks())
+		}
+		rd.mu.Lock()
+		rd.lists[i] = all
+		rd.mu.Unlock()
+		ids = all
+	}
+	id := ids[c]
+	if id.IsNull() {
+		return nil, nil
+	}
+	rd.mu.Lock()
+	if b, ok := rd.cache[id]; ok {
+		rd.mu.Unlock()
+		return b, nil
+	}
+	rd.mu.Unlock()
+	b, err := rd.r.LoadBlob(rd.ctx, repo.DataBlob, id)
+	if err != nil {
+		return nil, err
+	}
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if len(rd.recent) >= 16 {
+		delete(rd.cache, rd.recent[0])
+		rd.recent = rd.recent[1:]
+	}
+	rd.cache[id] = b
+	rd.recent = append(rd.recent, id)
+	return b, nil
+}

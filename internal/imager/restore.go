@@ -1,0 +1,454 @@
+package imager
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"cairn/internal/disk"
+	"cairn/internal/repo"
+)
+
+// RestoreOptions control writing an image snapshot back.
+type RestoreOptions struct {
+	// Partition restores only the partition with this number into the target.
+	Partition int
+	// Grow, for a target larger than the disk, names the partition that takes the
+	// new space (-1: none; 0: the largest partition with a filesystem that can grow);
+	// its filesystem is grown too (resize2fs, ntfsresize).
+	Grow int
+	// Force allows writing over a target that already has a partition table.
+	Force bool
+	// NoVerify skips reading back what was written.
+	NoVerify bool
+	// RepositoryPath is the local folder of the repository, which must not live on
+	// the target.
+	RepositoryPath string
+	Progress       Progress
+}
+
+// RestoreResult says what a restore wrote.
+type RestoreResult struct {
+	Target       string
+	BytesWritten int64
+	Verified     int64 // chunks read back and found equal
+	Grown        int   // partition grown, or 0
+	GrownTo      int64 // its new size
+	Warnings     []string
+}
+
+// ErrTooSmall is returned before anything is written when the target cannot hold the image.
+var ErrTooSmall = errors.New("target too small")
+
+// Restore writes the image of snapshot s onto target: a block device, or a file
+// (created when missing). Every check that can fail is done before the first byte
+// is written: the target is not mounted, does not hold the repository, is large
+// enough, and has no partition table unless Force is set.
+func Restore(ctx context.Context, r *repo.Repository, s *repo.Snapshot, target string, opts RestoreOptions) (*RestoreResult, error) {
+	img := s.Image
+	if img == nil {
+		return nil, errors.New("not an image snapshot")
+	}
+	if opts.Progress == nil {
+		opts.Progress = nopProgress{}
+	}
+	regions := img.Regions
+	if opts.Partition != 0 {
+		regions = nil
+		for _, reg := range img.Regions {
+			if reg.Partition != nil && reg.Partition.Number == opts.Partition {
+				regions = []repo.ImageRegion{reg}
+				regions[0].Offset = 0
+			}
+		}
+		if regions == nil {
+			return nil, fmt.Errorf("the image has no partition %d", opts.Partition)
+		}
+	}
+	need := int64(0)
+	for _, reg := range regions {
+		need = max(need, reg.Offset+reg.Size)
+	}
+
+	if err := checkInUse(target, opts.RepositoryPath); err != nil {
+		return nil, err
+	}
+	created, err := prepareTarget(target, need)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := disk.OpenWrite(target)
+	if err != nil {
+		return nil, err
+	}
+	defer dev.Close()
+	if err := checkTarget(dev, target, need, created, opts); err != nil {
+		if created {
+			os.Remove(target)
+		}
+		return nil, err
+	}
+
+	// Where each region goes: a larger whole-disk target moves the GPT backup to the
+	// new end and may grow a partition, shifting the ones after it.
+	shift := make([]int64, len(regions))
+	var tableWrites []disk.Region
+	res := &RestoreResult{Target: target}
+	if opts.Partition == 0 && img.WholeDisk && dev.Size > img.Size {
+		tw, sh, grown, grownTo, err := resizeLayout(r, dev, img, opts.Grow)
+		if err != nil {
+			return nil, err
+		}
+		tableWrites, shift, res.Grown, res.GrownTo = tw, sh, grown, grownTo
+	}
+
+	var total int64
+	for _, reg := range regions {
+		total += reg.Size
+	}
+	opts.Progress.Planned(total)
+	for i, reg := range regions {
+		n, err := writeRegion(ctx, r, dev, &reg, reg.Offset+shift[i], created, opts.Progress)
+		res.BytesWritten += n
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", regionName(&reg), err)
+		}
+	}
+	for _, w := range tableWrites {
+		if _, err := dev.WriteAt(w.Data, w.Off); err != nil {
+			return res, fmt.Errorf("write partition table: %w", err)
+		}
+	}
+	if err := dev.Sync(); err != nil {
+		return res, fmt.Errorf("sync %s: %w", target, err)
+	}
+	if !opts.NoVerify {
+		for i, reg := range regions {
+			n, err := verifyRegion(ctx, r, dev, &reg, reg.Offset+shift[i], opts.Progress)
+			res.Verified += n
+			if err != nil {
+				return res, fmt.Errorf("verify %s: %w", regionName(&reg), err)
+			}
+		}
+	}
+	if res.Grown != 0 {
+		for i, reg := range regions {
+			if reg.Partition != nil && reg.Partition.Number == res.Grown {
+				dev.Close()
+				if err := growFilesystem(target, reg.Partition.FS, reg.Offset+shift[i], res.GrownTo); err != nil {
+					res.Warnings = append(res.Warnings, err.Error())
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// prepareTarget creates a missing target file of size bytes (sparse) and reports
+// whether it did: a new file needs no zeros written.
+func prepareTarget(target string, size int64) (bool, error) {
+	if _, err := os.Stat(target); err == nil {
+		return false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	f, err := os.OpenFile(target, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(target)
+		return false, err
+	}
+	return true, f.Close()
+}
+
+// checkInUse refuses a target that is mounted (or has a mounted partition) or that
+// holds the repository.
+func checkInUse(target, repoPath string) error {
+	fi, err := os.Stat(target)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeDevice != 0 || fi.Mode().IsRegular() {
+		mounted, err := disk.MountedPartitions(target)
+		if err != nil && !errors.Is(err, disk.ErrNotSupported) {
+			return err
+		}
+		if len(mounted) > 0 {
+			return fmt.Errorf("refusing to write to %s: it is in use (mounted at %s)", target, strings.Join(mounted, ", "))
+		}
+	}
+	if repoPath != "" && fi.Mode()&os.ModeDevice != 0 {
+		holds, err := disk.Holds(target, repoPath)
+		if err != nil && !errors.Is(err, disk.ErrNotSupported) {
+			return err
+		}
+		if holds {
+			return fmt.Errorf("refusing to write to %s: it holds the repository %s", target, repoPath)
+		}
+	}
+	return nil
+}
+
+func checkTarget(dev *disk.Device, target string, need int64, created bool, opts RestoreOptions) error {
+	if dev.Size < need {
+		return fmt.Errorf("%w: %s has %d bytes, the image needs %d", ErrTooSmall, target, dev.Size, need)
+	}
+	if !created && !opts.Force && opts.Partition == 0 {
+		t, err := disk.ReadTable(dev, dev.Size, dev.SectorSize)
+		if err == nil && t.Type != "none" {
+			return fmt.Errorf("%s already has a %s partition table; use --force to overwrite it", target, t.Type)
+		}
+	}
+	return nil
+}
+
+// writeRegion writes a region's chunks at off; null chunks become zeros (nothing
+// at all on a new file). It returns the bytes written.
+func writeRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg *repo.ImageRegion, off int64, fresh bool, progress Progress) (int64, error) {
+	var written int64
+	var zeroStart, zeroLen int64
+	flushZeros := func() error {
+		if zeroLen == 0 || fresh {
+			zeroLen = 0
+			return nil
+		}
+		err := dev.Zero(zeroStart, zeroLen)
+		zeroLen = 0
+		return err
+	}
+	err := eachChunk(ctx, r, reg, func(i int64, data []byte, null bool) error {
+		pos := off + i*int64(reg.ChunkSize)
+		size := min(int64(reg.ChunkSize), reg.Size-i*int64(reg.ChunkSize))
+		progress.Bytes(size)
+		if null {
+			if zeroLen > 0 && zeroStart+zeroLen == pos {
+				zeroLen += size
+			} else {
+				if err := flushZeros(); err != nil {
+					return err
+				}
+				zeroStart, zeroLen = pos, size
+			}
+			return nil
+		}
+		if err := flushZeros(); err != nil {
+			return err
+		}
+		if _, err := dev.WriteAt(data, pos); err != nil {
+			return err
+		}
+		written += int64(len(data))
+		return nil
+	})
+	if err != nil {
+		return written, err
+	}
+	return written, flushZeros()
+}
+
+// eachChunk calls fn for every chunk of a region in order, loading stored chunks
+// several at a time; null chunks come with data nil.
+func eachChunk(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, fn func(i int64, data []byte, null bool) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		data []byte
+		err  error
+	}
+	type job struct {
+		i   int64
+		id  repo.ID
+		res chan result
+	}
+	parallel := 2 * runtime.GOMAXPROCS(0)
+	queue := make(chan job, parallel)
+	listErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		var i int64
+		for _, lid := range reg.Chunks {
+			ids, err := r.LoadChunkList(ctx, lid)
+			if err != nil {
+				listErr <- err
+				return
+			}
+			for _, id := range ids {
+				j := job{i: i, id: id, res: make(chan result, 1)}
+				if id.IsNull() {
+					j.res <- result{}
+				} else {
+					go func() {
+						b, err := r.LoadBlob(ctx, repo.DataBlob, id)
+						j.res <- result{b, err}
+					}()
+				}
+				select {
+				case queue <- j:
+				case <-ctx.Done():
+					listErr <- ctx.Err()
+					return
+				}
+				i++
+			}
+		}
+		if i != reg.NumChunks() {
+			listErr <- fmt.Errorf("chunk lists hold %d chunks, the region has %d", i, reg.NumChunks())
+			return
+		}
+		listErr <- nil
+	}()
+	for j := range queue {
+		res := <-j.res
+		if res.err != nil {
+			return fmt.Errorf("chunk %d at %d: %w", j.i, reg.Offset+j.i*int64(reg.ChunkSize), res.err)
+		}
+		if err := fn(j.i, res.data, j.id.IsNull()); err != nil {
+			return err
+		}
+	}
+	return <-listErr
+}
+
+// verifyRegion reads back every stored chunk written at off and compares its hash
+// with the chunk's id.
+func verifyRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg *repo.ImageRegion, off int64, progress Progress) (int64, error) {
+	var n int64
+	buf := make([]byte, reg.ChunkSize)
+	var idx int64
+	for _, lid := range reg.Chunks {
+		ids, err := r.LoadChunkList(ctx, lid)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			pos := idx * int64(reg.ChunkSize)
+			size := min(int64(reg.ChunkSize), reg.Size-pos)
+			idx++
+			if id.IsNull() {
+				continue
+			}
+			b := buf[:size]
+			if _, err := dev.ReadAt(b, off+pos); err != nil && !errors.Is(err, io.EOF) {
+				return n, err
+			}
+			if r.BlobID(b) != id {
+				return n, fmt.Errorf("bytes %d to %d read back differ from the image", off+pos, off+pos+size)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// resizeLayout plans a whole-disk restore onto a larger device: the new partition
+// table, and how far each region moves.
+func resizeLayout(r *repo.Repository, dev *disk.Device, img *repo.Image, grow int) ([]disk.Region, []int64, int, int64, error) {
+	shift := make([]int64, len(img.Regions))
+	if img.Table == "none" {
+		return nil, shift, 0, 0, nil
+	}
+	if grow == 0 {
+		grow = largestGrowable(img)
+	}
+	if grow < 0 {
+		grow = 0
+	}
+	// The table is read back from the image's own bytes.
+	old, err := disk.ReadTable(NewReader(context.Background(), r, img), img.Size, img.SectorSize)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("read the image's partition table: %w", err)
+	}
+	nt, err := old.Resize(dev.Size, grow)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	writes, err := nt.Encode()
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	newStart := map[int]int64{}
+	var grownTo int64
+	for _, p := range nt.Partitions {
+		newStart[p.Number] = p.Start
+		if p.Number == grow {
+			grownTo = p.Size
+		}
+	}
+	// A gap moves with the partition after it; the last one with the disk's end.
+	next := dev.Size - img.Size
+	for i := len(img.Regions) - 1; i >= 0; i-- {
+		reg := img.Regions[i]
+		if reg.Partition != nil {
+			next = newStart[reg.Partition.Number] - reg.Offset
+		}
+		shift[i] = next
+	}
+	if len(img.Regions) > 0 && img.Regions[0].Kind == repo.RegionGap {
+		shift[0] = 0 // the boot area stays at the start
+	}
+	return writes, shift, grow, grownTo, nil
+}
+
+// largestGrowable returns the number of the largest partition whose filesystem cairn
+// can grow, or -1.
+func largestGrowable(img *repo.Image) int {
+	best, size := -1, int64(0)
+	for _, reg := range img.Regions {
+		p := reg.Partition
+		if p == nil || !growable(p.FS) {
+			continue
+		}
+		if reg.Size > size {
+			best, size = p.Number, reg.Size
+		}
+	}
+	return best
+}
+
+func growable(fs string) bool {
+	return strings.HasPrefix(fs, "ext") || fs == "ntfs"
+}
+
+// growFilesystem grows the filesystem of the partition at off (size bytes) in
+// target to fill it, through a loop device over just that partition.
+func growFilesystem(target, fsType string, off, size int64) error {
+	if !growable(fsType) {
+		return nil
+	}
+	out, err := exec.Command("losetup", "-f", "--show", "-o", fmt.Sprint(off), "--sizelimit", fmt.Sprint(size), target).Output()
+	if err != nil {
+		return fmt.Errorf("grow %s: losetup: %w", fsType, err)
+	}
+	loop := strings.TrimSpace(string(out))
+	defer func() { _ = exec.Command("losetup", "-d", loop).Run() }()
+	run := func(name string, args ...string) error {
+		cmd := exec.Command(name, args...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		cmd.Stdin = strings.NewReader("y\n")
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("grow %s: %s: %w: %s", fsType, name, err, strings.TrimSpace(buf.String()))
+		}
+		return nil
+	}
+	if strings.HasPrefix(fsType, "ext") {
+		// e2fsck exits 1 when it fixed something; resize2fs insists on a fresh check.
+		if err := run("e2fsck", "-fy", loop); err != nil && !strings.Contains(err.Error(), "exit status 1") {
+			return err
+		}
+		return run("resize2fs", loop)
+	}
+	return run("ntfsresize", "-f", "-f", "-P", loop)
+}
