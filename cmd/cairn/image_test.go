@@ -299,3 +299,97 @@ func TestImageIncremental(t *testing.T) {
 		t.Errorf("the second image has no parent: %v", s)
 	}
 }
+
+// Restored onto a disk twice the size with --grow, the largest filesystem takes the
+// new space, the recovery partition after it moves to the end intact, and every
+// check passes.
+func TestImageRestoreGrow(t *testing.T) {
+	e := newEnv(t)
+	tree := filepath.Join(e.dir, "tree")
+	disktest.UsrDir(t, tree, 8*mib)
+	d := disktest.MakeGPT(t, filepath.Join(e.dir, "disk.img"), 160*mib, []disktest.Partition{
+		{Size: 40 * mib, Type: "ef00", Name: "EFI system", FS: "fat32", Label: "EFI"},
+		{Size: 96 * mib, Type: "8300", Name: "root", FS: "ext4", Label: "rootfs",
+			Fill: func(t testing.TB, mnt string) { disktest.CopyTree(t, tree, mnt, false) }},
+		{Size: 16 * mib, Type: "2700", Name: "recovery", FS: "ntfs", Label: "Recovery"},
+	})
+	e.must("init")
+	e.must("image", "create", d.Path)
+
+	big := filepath.Join(e.dir, "big.img")
+	if err := os.WriteFile(big, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 2*d.Size); err != nil {
+		t.Fatal(err)
+	}
+	s := summary(t, e.must("image", "restore", "--json", "--grow", "latest", big))
+	if s["grown_partition"].(float64) != 2 {
+		t.Fatalf("grew partition %v, want 2 (the largest filesystem)", s["grown_partition"])
+	}
+	disktest.Run(t, "sgdisk", "-v", big)
+	tab := disktest.SfdiskJSON(t, big)
+	parts := tab["partitions"].([]any)
+	p := func(i int, k string) float64 { return parts[i].(map[string]any)[k].(float64) }
+	name := func(i int, k string) string { return parts[i].(map[string]any)[k].(string) }
+	orig := disktest.SfdiskJSON(t, d.Path)["partitions"].([]any)
+	for i := range parts {
+		if name(i, "uuid") != orig[i].(map[string]any)["uuid"] || name(i, "name") != orig[i].(map[string]any)["name"] {
+			t.Errorf("partition %d lost its uuid or name: %v", i+1, parts[i])
+		}
+	}
+	if p(0, "start") != 2048 || p(0, "size") != 40*2048 {
+		t.Errorf("the EFI partition moved: %v", parts[0])
+	}
+	if got, want := p(1, "size"), float64((96+160)*2048); got != want {
+		t.Errorf("root partition has %v sectors, want %v", got, want)
+	}
+	origTab := disktest.SfdiskJSON(t, d.Path)
+	origGap := origTab["lastlba"].(float64) - (orig[2].(map[string]any)["start"].(float64) + orig[2].(map[string]any)["size"].(float64))
+	if gap := tab["lastlba"].(float64) - (p(2, "start") + p(2, "size")); gap != origGap || p(2, "size") != 16*2048 {
+		t.Errorf("the recovery partition is %v sectors from the end with %v sectors, was %v from the end", gap, p(2, "size"), origGap)
+	}
+	rootStart, rootSize := int64(p(1, "start"))*512, int64(p(1, "size"))*512
+	root := disktest.AttachPartition(t, big, rootStart, rootSize)
+	disktest.Fsck(t, root, "ext4")
+	out := disktest.Run(t, "dumpe2fs", "-h", root)
+	var blocks, bsize int64
+	for _, line := range strings.Split(out, "\n") {
+		fmt.Sscanf(line, "Block count: %d", &blocks)
+		fmt.Sscanf(line, "Block size: %d", &bsize)
+	}
+	if blocks*bsize < rootSize-4*mib {
+		t.Errorf("the ext4 filesystem has %d bytes in a %d-byte partition: not grown", blocks*bsize, rootSize)
+	}
+	origRoot := disktest.Mount(t, disktest.AttachPartition(t, d.Path, d.Parts[1].Start, d.Parts[1].Size), "ext4", true)
+	mnt := disktest.Mount(t, root, "ext4", true)
+	treetest.RequireEqual(t, origRoot, mnt, treetest.CompareOptions{IgnoreATime: true})
+	disktest.Unmount(t, mnt)
+	rec := disktest.AttachPartition(t, big, int64(p(2, "start"))*512, int64(p(2, "size"))*512)
+	disktest.Fsck(t, rec, "ntfs")
+	efi := disktest.AttachPartition(t, big, 1*mib, 40*mib)
+	disktest.Fsck(t, efi, "fat32")
+
+	// One partition into a file of its own, loop-mountable.
+	part := filepath.Join(e.dir, "root.img")
+	e.must("image", "restore", "--partition", "2", "latest", part)
+	disktest.Fsck(t, part, "ext4")
+	mnt = disktest.Mount(t, disktest.Attach(t, part), "ext4", true)
+	treetest.RequireEqual(t, origRoot, mnt, treetest.CompareOptions{IgnoreATime: true})
+	disktest.Unmount(t, mnt)
+	disktest.Unmount(t, origRoot)
+
+	// An image of one partition (no table) restores as that partition.
+	loop := disktest.AttachPartition(t, d.Path, d.Parts[1].Start, d.Parts[1].Size)
+	e.must("image", "create", loop)
+	var show map[string]any
+	if err := json.Unmarshal([]byte(e.must("image", "show", "--json", "latest")), &show); err != nil {
+		t.Fatal(err)
+	}
+	if img := show["image"].(map[string]any); img["whole_disk"] != false || img["table"] != "none" {
+		t.Errorf("a partition image: %v", img)
+	}
+	one := filepath.Join(e.dir, "one.img")
+	e.must("image", "restore", "latest", one)
+	disktest.Fsck(t, one, "ext4")
+}

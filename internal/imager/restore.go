@@ -99,13 +99,14 @@ func Restore(ctx context.Context, r *repo.Repository, s *repo.Snapshot, target s
 	// new end and may grow a partition, shifting the ones after it.
 	shift := make([]int64, len(regions))
 	var tableWrites []disk.Region
+	var newTable *disk.Table
 	res := &RestoreResult{Target: target}
 	if opts.Partition == 0 && img.WholeDisk && dev.Size > img.Size {
-		tw, sh, grown, grownTo, err := resizeLayout(r, dev, img, opts.Grow)
+		nt, tw, sh, grown, grownTo, err := resizeLayout(r, dev, img, opts.Grow)
 		if err != nil {
 			return nil, err
 		}
-		tableWrites, shift, res.Grown, res.GrownTo = tw, sh, grown, grownTo
+		newTable, tableWrites, shift, res.Grown, res.GrownTo = nt, tw, sh, grown, grownTo
 	}
 
 	var total int64
@@ -120,11 +121,6 @@ func Restore(ctx context.Context, r *repo.Repository, s *repo.Snapshot, target s
 			return res, fmt.Errorf("%s: %w", regionName(&reg), err)
 		}
 	}
-	for _, w := range tableWrites {
-		if _, err := dev.WriteAt(w.Data, w.Off); err != nil {
-			return res, fmt.Errorf("write partition table: %w", err)
-		}
-	}
 	if err := dev.Sync(); err != nil {
 		return res, fmt.Errorf("sync %s: %w", target, err)
 	}
@@ -135,6 +131,20 @@ func Restore(ctx context.Context, r *repo.Repository, s *repo.Snapshot, target s
 			if err != nil {
 				return res, fmt.Errorf("verify %s: %w", regionName(&reg), err)
 			}
+		}
+	}
+	// The resized table goes last: it overwrites the old table's bytes in the gaps.
+	if len(tableWrites) > 0 {
+		for _, w := range tableWrites {
+			if _, err := dev.WriteAt(w.Data, w.Off); err != nil {
+				return res, fmt.Errorf("write partition table: %w", err)
+			}
+		}
+		if err := dev.Sync(); err != nil {
+			return res, fmt.Errorf("sync %s: %w", target, err)
+		}
+		if err := verifyTable(dev, newTable); err != nil {
+			return res, err
 		}
 	}
 	if res.Grown != 0 {
@@ -354,10 +364,10 @@ func verifyRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg
 
 // resizeLayout plans a whole-disk restore onto a larger device: the new partition
 // table, and how far each region moves.
-func resizeLayout(r *repo.Repository, dev *disk.Device, img *repo.Image, grow int) ([]disk.Region, []int64, int, int64, error) {
+func resizeLayout(r *repo.Repository, dev *disk.Device, img *repo.Image, grow int) (*disk.Table, []disk.Region, []int64, int, int64, error) {
 	shift := make([]int64, len(img.Regions))
 	if img.Table == "none" {
-		return nil, shift, 0, 0, nil
+		return nil, nil, shift, 0, 0, nil
 	}
 	if grow == 0 {
 		grow = largestGrowable(img)
@@ -368,15 +378,15 @@ func resizeLayout(r *repo.Repository, dev *disk.Device, img *repo.Image, grow in
 	// The table is read back from the image's own bytes.
 	old, err := disk.ReadTable(NewReader(context.Background(), r, img), img.Size, img.SectorSize)
 	if err != nil {
-		return nil, nil, 0, 0, fmt.Errorf("read the image's partition table: %w", err)
+		return nil, nil, nil, 0, 0, fmt.Errorf("read the image's partition table: %w", err)
 	}
 	nt, err := old.Resize(dev.Size, grow)
 	if err != nil {
-		return nil, nil, 0, 0, err
+		return nil, nil, nil, 0, 0, err
 	}
 	writes, err := nt.Encode()
 	if err != nil {
-		return nil, nil, 0, 0, err
+		return nil, nil, nil, 0, 0, err
 	}
 	newStart := map[int]int64{}
 	var grownTo int64
@@ -398,7 +408,28 @@ func resizeLayout(r *repo.Repository, dev *disk.Device, img *repo.Image, grow in
 	if len(img.Regions) > 0 && img.Regions[0].Kind == repo.RegionGap {
 		shift[0] = 0 // the boot area stays at the start
 	}
-	return writes, shift, grow, grownTo, nil
+	return nt, writes, shift, grow, grownTo, nil
+}
+
+// verifyTable reads the partition table back from dev and compares it with want.
+func verifyTable(dev *disk.Device, want *disk.Table) error {
+	got, err := disk.ReadTable(dev, dev.Size, dev.SectorSize)
+	if err != nil {
+		return fmt.Errorf("verify partition table: %w", err)
+	}
+	if len(got.Partitions) != len(want.Partitions) {
+		return fmt.Errorf("verify partition table: %d partitions read back, %d written", len(got.Partitions), len(want.Partitions))
+	}
+	for i, p := range got.Partitions {
+		w := want.Partitions[i]
+		if p.Number != w.Number || p.Start != w.Start || p.Size != w.Size || p.Type != w.Type || p.UUID != w.UUID {
+			return fmt.Errorf("verify partition table: partition %d reads back as %d+%d, written as %d+%d", w.Number, p.Start, p.Size, w.Start, w.Size)
+		}
+	}
+	if len(got.Warnings) > 0 {
+		return fmt.Errorf("verify partition table: %s", strings.Join(got.Warnings, "; "))
+	}
+	return nil
 }
 
 // largestGrowable returns the number of the largest partition whose filesystem cairn
