@@ -13,6 +13,11 @@ import (
 	"testing"
 
 	"cairn/internal/disktest"
+	"cairn/internal/fs"
+	"cairn/internal/fs/ext"
+	"cairn/internal/fs/fat"
+	"cairn/internal/fs/ntfs"
+	"cairn/internal/fs/swap"
 	"cairn/internal/treetest"
 )
 
@@ -48,6 +53,33 @@ func tableOf(t *testing.T, path string) string {
 		delete(p.(map[string]any), "node")
 	}
 	return fmt.Sprint(tab)
+}
+
+// usedBytesDiffer compares, between two disks, every extent the filesystem of the
+// partition at start says it uses, and returns how many extents differ.
+func usedBytesDiffer(t *testing.T, a, b string, start, size int64) int {
+	t.Helper()
+	f, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var alloc *fs.Allocation
+	for _, probe := range []func(io.ReaderAt, int64) (*fs.Allocation, error){ext.Probe, fat.Probe, ntfs.Probe, swap.Probe} {
+		if alloc, err = probe(io.NewSectionReader(f, start, size), size); err == nil {
+			break
+		}
+	}
+	if alloc == nil {
+		t.Fatalf("no filesystem recognised at %d: %v", start, err)
+	}
+	differ := 0
+	for _, e := range alloc.Used {
+		if !sameBytes(t, a, b, start+e.Off, e.Len) {
+			differ++
+		}
+	}
+	return differ
 }
 
 func sha(t *testing.T, path string, off, n int64) [32]byte {
@@ -94,6 +126,9 @@ func checkPartitions(t *testing.T, d *disktest.Disk, restored string, tree strin
 				t.Errorf("unformatted partition %d differs", p.Number)
 			}
 			continue
+		}
+		if n := usedBytesDiffer(t, d.Path, restored, p.Start, p.Size); n != 0 {
+			t.Errorf("partition %d (%s): %d used blocks differ", p.Number, p.FS, n)
 		}
 		loop := disktest.AttachPartition(t, restored, p.Start, p.Size)
 		disktest.Fsck(t, loop, p.FS)
