@@ -67,6 +67,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newDiffCommand(g),
 		newCheckCommand(g),
 		newImageCommand(g),
+		newMountCommand(g),
 	)
 	return root
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"sort"
 	"strings"
 
 	"cairn/internal/repo"
@@ -20,6 +21,7 @@ import (
 type Entry struct {
 	Node *repo.Node
 	src  source
+	ref  any // the source's own handle of the entry
 }
 
 // source produces the children and content of the entries of one kind of snapshot.
@@ -36,8 +38,11 @@ var ErrNotFound = errors.New("no such file or directory")
 
 // Root returns the root folder of a snapshot.
 func Root(r *repo.Repository, s *repo.Snapshot) (*Entry, error) {
+	if s.Kind == repo.KindImage && s.Image != nil {
+		return imageRoot(r, s)
+	}
 	if s.Kind != repo.KindFile {
-		return nil, fmt.Errorf("browsing %s snapshots is not supported yet", s.Kind)
+		return nil, fmt.Errorf("browsing %s snapshots is not supported", s.Kind)
 	}
 	tree := s.Tree
 	return &Entry{Node: &repo.Node{Name: "/", Type: repo.NodeDir, Mode: 0755, Subtree: &tree, MTime: s.Time.UnixNano()}, src: &treeSource{r: r}}, nil
@@ -136,6 +141,28 @@ type File struct {
 	buf       []byte
 	ctx       context.Context
 	sequenced int64 // position for Read
+}
+
+// readerFile returns a File over size bytes of src, read in pieces of 1 MiB.
+func readerFile(ctx context.Context, src io.ReaderAt, size int64) *File {
+	const piece = 1 << 20
+	f := &File{size: size, cached: -1, ctx: ctx}
+	for off := int64(0); off < size; off += piece {
+		f.chunks = append(f.chunks, chunkRef{offset: off, length: min(piece, size-off)})
+	}
+	f.load = func(ctx context.Context, i int) ([]byte, error) {
+		c := f.chunks[i]
+		b := make([]byte, c.length)
+		n, err := src.ReadAt(b, c.offset)
+		if n == len(b) {
+			return b, nil
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return f
 }
 
 type chunkRef struct {
@@ -247,4 +274,8 @@ func (f *File) Chunks(ctx context.Context, parallel int, fn func(off int64, data
 		}
 	}
 	return nil
+}
+
+func sortEntries(list []*Entry) {
+	sort.Slice(list, func(i, j int) bool { return list[i].Node.Name < list[j].Node.Name })
 }
