@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"sync"
 
+	"cairn/internal/crypto"
 	"cairn/internal/format"
 	"cairn/internal/storage"
 )
+
+// packSlack is room beyond the pack size for the pack's header, so that finishing
+// a pack does not copy it.
+const packSlack = 256 << 10
 
 // packers gathers sealed blobs into packs, one open pack per blob type, and uploads
 // finished packs with a bounded number of uploads at once.
@@ -21,9 +26,14 @@ type packers struct {
 	wg      sync.WaitGroup
 	errMu   sync.Mutex
 	err     error // first upload error; every later save fails with it
+
+	// free keeps the buffers of uploaded data packs for the next ones: a pack is
+	// the largest allocation of a backup, and reusing it keeps the heap flat.
+	free chan []byte
 }
 
 type openPack struct {
+	t     BlobType
 	data  []byte
 	blobs []format.PackBlob
 }
@@ -34,6 +44,7 @@ func newPackers(r *Repository) *packers {
 		open:    map[BlobType]*openPack{},
 		pending: map[blobKey]bool{},
 		uploads: make(chan struct{}, storage.Connections(r.st)),
+		free:    make(chan []byte, storage.Connections(r.st)+1),
 	}
 }
 
@@ -78,25 +89,27 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data
 	payload := r.compress(*bp, data)
 
 	p.mu.Lock()
+	var full *openPack
 	op := p.open[t]
+	if op != nil && len(op.data)+len(payload)+crypto.Overhead > int(r.cfg.PackSize) {
+		// This blob would overflow the pack: finish the pack first.
+		full, op = op, nil
+	}
 	if op == nil {
-		// Data packs fill up; tree packs usually stay small.
-		size := 64 << 10
+		op = &openPack{t: t}
 		if t == DataBlob {
-			size = int(r.cfg.PackSize) + 1<<20
+			select {
+			case op.data = <-p.free:
+			default:
+				op.data = make([]byte, 0, int(r.cfg.PackSize)+packSlack)
+			}
 		}
-		op = &openPack{data: make([]byte, 0, size)}
 		p.open[t] = op
 	}
 	offset := len(op.data)
 	op.data = r.key.Seal(op.data, payload) // sealed in place: no copy of the blob
 	stored := len(op.data) - offset
 	op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(offset), Length: uint32(stored), RawLength: uint32(len(data))})
-	var full *openPack
-	if len(op.data) >= int(r.cfg.PackSize) {
-		full = op
-		delete(p.open, t)
-	}
 	p.mu.Unlock()
 	*bp = payload
 	bufPool.Put(bp)
@@ -156,6 +169,12 @@ func (p *packers) store(ctx context.Context, op *openPack) error {
 		delete(p.pending, blobKey{b.Type, b.ID})
 	}
 	p.mu.Unlock()
+	if op.t == DataBlob {
+		select {
+		case p.free <- data[:0]:
+		default:
+		}
+	}
 	return nil
 }
 

@@ -115,7 +115,8 @@ type Storage interface {
 	// Save stores data as file h. If h exists the error matches ErrExists and the
 	// stored file is unchanged; on any error nothing of h is visible afterwards.
 	// If ctx is done when Save is called, or is cancelled before Save completes, Save
-	// fails with ctx's error and stores nothing.
+	// fails with ctx's error and stores nothing. Save does not keep data after it
+	// returns: the caller reuses it.
 	Save(ctx context.Context, h Handle, data []byte) error
 	// Load returns length bytes of h from offset; length 0 means to the end. A range
 	// that does not lie wholly inside the file (negative, or past the end) is an error
