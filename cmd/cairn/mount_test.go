@@ -63,6 +63,7 @@ func TestMountFileSnapshots(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	treetest.CopyUsr(t, filepath.Join(src, "usr"), 30<<20)
+	treetest.MakeEdgeCases(t, filepath.Join(src, "edge"), treetest.EdgeOptions{SparseSize: 64 << 20})
 	writeFile(t, filepath.Join(src, "big.bin"), randomData(t, 20<<20))
 	e.must("init")
 	id := summary(t, e.must("backup", "--json", "--tag", "daily", "--host", "alpha", src))["snapshot_id"].(string)[:8]
@@ -76,7 +77,8 @@ func TestMountFileSnapshots(t *testing.T) {
 			t.Errorf("%s resolves to %q (%v), want %s", link, target, err, snapDir)
 		}
 	}
-	// Every file with its metadata (not xattrs: the mount does not show them).
+	// Every file with its metadata and xattrs (ACLs too); reads of holes are
+	// zeros, not holes, and link counts of FUSE files are the snapshot's.
 	treetest.RequireEqual(t, src, filepath.Join(snapDir, src), treetest.CompareOptions{IgnoreATime: true, IgnoreSparse: true})
 	if fileSHA(t, filepath.Join(src, "big.bin")) != fileSHA(t, filepath.Join(snapDir, src, "big.bin")) {
 		t.Error("big.bin read through the mount differs")

@@ -15,7 +15,9 @@ package mount
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"sync"
 	"syscall"
@@ -47,8 +49,9 @@ func Mount(ctx context.Context, r *repo.Repository, dir string, opts Options) (*
 	m := &mounter{r: r, ctx: ctx}
 	timeout := time.Hour // snapshots never change
 	server, err := fs.Mount(dir, &rootNode{m: m}, &fs.Options{
-		EntryTimeout: &timeout,
-		AttrTimeout:  &timeout,
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NullPermissions: true, // a file of mode 0000 shows as such
 		MountOptions: fuse.MountOptions{
 			FsName: "cairn", Name: "cairn", AllowOther: opts.AllowOther, Debug: opts.Debug,
 			Options: []string{"ro", "default_permissions"}, MaxReadAhead: 1 << 20,
@@ -92,6 +95,23 @@ func (m *mounter) snapshots() ([]snapshot.Entry, error) {
 	}
 	m.list, m.listedAt = list, time.Now()
 	return list, nil
+}
+
+// inode returns the inode number a file of snapshot snap shows: for a file with
+// several links, one number for all its names (from the snapshot and the source's
+// device and inode), so that hard links stay hard links; 0 (a fresh number) else.
+// The numbers keep the top bit clear, which go-fuse's own numbers set.
+func (m *mounter) inode(snap repo.ID, n *repo.Node) uint64 {
+	if n.Links < 2 || n.Type == repo.NodeDir {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write(snap[:])
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], n.DeviceID)
+	binary.LittleEndian.PutUint64(b[8:], n.Inode)
+	h.Write(b[:])
+	return h.Sum64()&^(1<<63) | 1
 }
 
 func (m *mounter) find(short string) (snapshot.Entry, bool) {

@@ -25,9 +25,9 @@ func snapshotNode(m *mounter, e snapshot.Entry) (fs.InodeEmbedder, syscall.Errno
 		return nil, syscall.EIO
 	}
 	if e.Kind == repo.KindImage {
-		return &imageDir{m: m, snap: e.Snapshot, root: root}, 0
+		return &imageDir{m: m, snap: e.Snapshot, id: e.ID, root: root}, 0
 	}
-	return &vfsDir{m: m, entry: root}, 0
+	return &vfsDir{m: m, entry: root, snap: e.ID}, 0
 }
 
 // fileMode returns the FUSE mode of a node: its type and permission bits.
@@ -68,6 +68,7 @@ type vfsDir struct {
 	fs.Inode
 	m     *mounter
 	entry *vfs.Entry
+	snap  repo.ID // the snapshot the folder is in
 
 	once sync.Once
 	kids map[string]*vfs.Entry
@@ -115,13 +116,13 @@ func (n *vfsDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	var child fs.InodeEmbedder
 	switch k.Node.Type {
 	case repo.NodeDir:
-		child = &vfsDir{m: n.m, entry: k}
+		child = &vfsDir{m: n.m, entry: k, snap: n.snap}
 	case repo.NodeFile:
 		child = &vfsFile{m: n.m, entry: k}
 	default:
 		child = &vfsOther{entry: k}
 	}
-	return n.NewInode(ctx, child, fs.StableAttr{Mode: fileMode(k.Node) & syscall.S_IFMT}), 0
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: fileMode(k.Node) & syscall.S_IFMT, Ino: n.m.inode(n.snap, k.Node)}), 0
 }
 
 // vfsFile is a regular file of a snapshot.
@@ -194,6 +195,7 @@ type imageDir struct {
 	fs.Inode
 	m    *mounter
 	snap *repo.Snapshot
+	id   repo.ID
 	root *vfs.Entry
 }
 
@@ -268,7 +270,7 @@ func (n *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	if e, ok := n.folders()[name]; ok {
 		nodeAttr(&out.Attr, e.Node)
-		return n.NewInode(ctx, &vfsDir{m: n.m, entry: e}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+		return n.NewInode(ctx, &vfsDir{m: n.m, entry: e, snap: n.id}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
 	}
 	return nil, syscall.ENOENT
 }
