@@ -68,6 +68,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newCheckCommand(g),
 		newImageCommand(g),
 		newMountCommand(g),
+		newKeyCommand(g),
 	)
 	return root
 }

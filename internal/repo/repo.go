@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"sort"
 	"sync"
 	"time"
 
@@ -304,3 +305,58 @@ func (r *Repository) decompress(payload []byte, rawLength int) ([]byte, error) {
 }
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// KeyInfo describes one key file.
+type KeyInfo struct {
+	Name    string
+	Created time.Time
+	Host    string
+	User    string
+	Current bool // the key this repository was opened with
+}
+
+// Keys lists the repository's key files, oldest first.
+func (r *Repository) Keys(ctx context.Context) ([]KeyInfo, error) {
+	var out []KeyInfo
+	err := r.st.List(ctx, storage.KeyFile, func(fi storage.FileInfo) error {
+		b, err := r.st.Load(ctx, storage.Handle{Type: storage.KeyFile, Name: fi.Name}, 0, 0)
+		if err != nil {
+			return err
+		}
+		kf, err := format.DecodeKeyFile(b)
+		if err != nil {
+			out = append(out, KeyInfo{Name: fi.Name})
+			return nil
+		}
+		out = append(out, KeyInfo{Name: fi.Name, Created: kf.Created, Host: kf.Host, User: kf.User, Current: fi.Name == r.keyID})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+// CurrentKey returns the name of the key the repository was opened with.
+func (r *Repository) CurrentKey() string { return r.keyID }
+
+// RemoveKey deletes a key file; the key in use cannot be removed, so a repository
+// always keeps at least one key.
+func (r *Repository) RemoveKey(ctx context.Context, name string) error {
+	if name == r.keyID {
+		return errors.New("refusing to remove the key in use; open the repository with another password first")
+	}
+	return r.st.Remove(ctx, storage.Handle{Type: storage.KeyFile, Name: name})
+}
+
+// ChangePassword adds a key for password and removes the key in use.
+func (r *Repository) ChangePassword(ctx context.Context, password string, kdf crypto.KDFParams) (string, error) {
+	name, err := r.AddKey(ctx, password, kdf)
+	if err != nil {
+		return "", err
+	}
+	old := r.keyID
+	r.keyID = name
+	if err := r.st.Remove(ctx, storage.Handle{Type: storage.KeyFile, Name: old}); err != nil {
+		return name, fmt.Errorf("the new key %s was added but the old one could not be removed: %w", name[:8], err)
+	}
+	return name, nil
+}
