@@ -69,6 +69,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newImageCommand(g),
 		newMountCommand(g),
 		newKeyCommand(g),
+		newStatsCommand(g),
 	)
 	return root
 }
