@@ -70,6 +70,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newMountCommand(g),
 		newKeyCommand(g),
 		newStatsCommand(g),
+		newForgetCommand(g),
 	)
 	return root
 }
