@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,8 +62,10 @@ func parseWithin(s string) (time.Duration, error) {
 			if unit == 0 || num == "" {
 				return 0, fmt.Errorf("invalid duration %q: use a number and y, m, w, d or h, such as 7d or 1y6m", s)
 			}
-			var n int64
-			fmt.Sscan(num, &n)
+			n, err := strconv.ParseInt(num, 10, 32)
+			if err != nil {
+				return 0, fmt.Errorf("invalid duration %q: %w", s, err)
+			}
 			total += time.Duration(n) * unit
 			num = ""
 		}
