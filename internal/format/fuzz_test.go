@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every decoder is fuzzed from valid encodings. Each target checks that the decoder
@@ -270,6 +271,21 @@ func FuzzDecodeChunkList(f *testing.F) {
 		}
 		if got := EncodeChunkList(ids); string(got) != string(b) {
 			t.Fatalf("re-encoding differs: %x vs %x", got, b)
+		}
+	})
+}
+
+func FuzzDecodeLock(f *testing.F) {
+	b, _ := EncodeLock(&Lock{Time: time.Unix(1, 2).UTC(), Exclusive: true, Host: "h", PID: 7, User: "u"})
+	f.Add(b)
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := DecodeLock(b)
+		if err != nil {
+			return
+		}
+		if _, err := EncodeLock(l); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

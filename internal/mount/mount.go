@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 // Package mount is the FUSE binding of vfs: it shows every snapshot of a repository
 // as a read-only folder. Layout under the mount point:
 //
