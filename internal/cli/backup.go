@@ -88,6 +88,11 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o backupOptions, paths []st
 		return err
 	}
 	defer r.Close()
+	unlock, err := g.lock(cmd, r, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	host := o.host
 	if host == "" {

@@ -39,6 +39,11 @@ Exit status: 0 no problems; 1 problems found (listed).`,
 				return err
 			}
 			defer r.Close()
+			unlock, err := g.lock(cmd, r, false)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			progress := g.printer.NewProgress("check")
 			res, err := checker.Check(ctx, r, checker.Options{ReadData: readData, Progress: func(done, total int) {
 				progress.SetTotal(int64(total), 0, true)

@@ -13,12 +13,14 @@ import (
 )
 
 type forgetOptions struct {
-	policy  snapshot.Policy
-	within  string
-	tags    []string
-	groupBy string
-	dryRun  bool
-	filter  filterOptions
+	policy    snapshot.Policy
+	within    string
+	tags      []string
+	groupBy   string
+	dryRun    bool
+	prune     bool
+	pruneOpts pruneOptions
+	filter    filterOptions
 }
 
 func newForgetCommand(g *globalOptions) *cobra.Command {
@@ -45,6 +47,8 @@ A count of -1 keeps every snapshot of that kind of period.`,
 	f.StringArrayVar(&o.tags, "keep-tag", nil, "keep snapshots with all of these `TAGS` (comma-separated; repeatable)")
 	f.StringVar(&o.groupBy, "group-by", snapshot.DefaultGroupBy, "group snapshots by `KEYS`: host, paths, tags (comma-separated)")
 	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "only show what would be kept and removed, and why")
+	f.BoolVar(&o.prune, "prune", false, "then reclaim the space the removed snapshots used (as 'cairn prune')")
+	o.pruneOpts.add(cmd)
 	o.filter.add(cmd)
 	return cmd
 }
@@ -112,6 +116,11 @@ func runForget(cmd *cobra.Command, g *globalOptions, o forgetOptions) error {
 		return err
 	}
 	defer r.Close()
+	unlock, err := g.lock(cmd, r, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	flt, err := o.filter.filter()
 	if err != nil {
 		return err
@@ -157,7 +166,11 @@ func runForget(cmd *cobra.Command, g *globalOptions, o forgetOptions) error {
 		if o.dryRun {
 			verb = "would remove"
 		}
-		fmt.Fprintf(w, "%s %d snapshots, kept %d; 'cairn prune' reclaims their space\n", verb, removed, kept)
+		fmt.Fprintf(w, "%s %d snapshots, kept %d\n", verb, removed, kept)
 	})
+	if o.prune && removed > 0 {
+		o.pruneOpts.dryRun = o.dryRun
+		return runPrune(cmd, g, r, o.pruneOpts)
+	}
 	return nil
 }

@@ -92,6 +92,11 @@ func runImageCreate(cmd *cobra.Command, g *globalOptions, o imageCreateOptions, 
 		return err
 	}
 	defer r.Close()
+	unlock, err := g.lock(cmd, r, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	host := o.host
 	if host == "" {
 		host, _ = os.Hostname()

@@ -71,6 +71,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newKeyCommand(g),
 		newStatsCommand(g),
 		newForgetCommand(g),
+		newPruneCommand(g),
 	)
 	return root
 }

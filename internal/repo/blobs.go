@@ -66,6 +66,17 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 
 // SaveBlobWithID is SaveBlob for a caller that has already computed id with BlobID.
 func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
+	return r.saveBlob(ctx, t, id, data, false)
+}
+
+// RepackBlob stores a blob the index already has into a new pack, so that the pack
+// holding it can be deleted once the index is rewritten (prune).
+func (r *Repository) RepackBlob(ctx context.Context, t BlobType, id ID, data []byte) error {
+	_, err := r.saveBlob(ctx, t, id, data, true)
+	return err
+}
+
+func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byte, repack bool) (int, error) {
 	if len(data) > format.MaxBlobSize {
 		return 0, fmt.Errorf("blob of %d bytes exceeds the maximum of %d", len(data), format.MaxBlobSize)
 	}
@@ -74,7 +85,7 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data
 		return 0, err
 	}
 	k := blobKey{t, id}
-	if r.HasBlob(t, id) {
+	if !repack && r.HasBlob(t, id) {
 		return 0, nil
 	}
 	p.mu.Lock()

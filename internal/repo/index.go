@@ -256,3 +256,59 @@ func (r *Repository) LoadPackHeader(ctx context.Context, pack ID) ([]PackBlob, e
 	}
 	return blobs, nil
 }
+
+// RewriteIndex replaces all index files with one that lists every pack of the
+// current index files for which keep returns true, then removes the old files and
+// reloads the index. Packs left out are then unknown to the repository; the caller
+// deletes them afterwards, so a crash at any point loses nothing.
+func (r *Repository) RewriteIndex(ctx context.Context, keep func(pack ID) bool) error {
+	if err := r.Flush(ctx); err != nil {
+		return err
+	}
+	files, err := r.ListFiles(ctx, storage.IndexFile)
+	if err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	next := &format.Index{}
+	seen := map[ID]bool{}
+	for _, f := range files {
+		id, err := ParseID(f.Name)
+		if err != nil {
+			continue
+		}
+		idx, err := r.LoadIndexFile(ctx, id)
+		if err != nil {
+			return err // never drop what an unreadable index file may list
+		}
+		next.Supersedes = append(next.Supersedes, id)
+		for _, p := range idx.Packs {
+			if !seen[p.ID] && keep(p.ID) {
+				seen[p.ID] = true
+				next.Packs = append(next.Packs, p)
+			}
+		}
+	}
+	newID, err := r.saveFile(ctx, storage.IndexFile, r.enc.EncodeAll(format.EncodeIndex(next), nil))
+	if err != nil {
+		return fmt.Errorf("save index: %w", err)
+	}
+	for _, old := range next.Supersedes {
+		if old == newID {
+			continue
+		}
+		if err := r.st.Remove(ctx, storage.Handle{Type: storage.IndexFile, Name: old.String()}); err != nil && !storage.IsNotExist(err) {
+			return fmt.Errorf("remove old index %s: %w", old.Short(), err)
+		}
+	}
+	r.index = newMasterIndex()
+	return r.LoadIndex(ctx)
+}
+
+// RemovePack deletes a pack file; the index must not name it any more.
+func (r *Repository) RemovePack(ctx context.Context, id ID) error {
+	err := r.st.Remove(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()})
+	if storage.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
