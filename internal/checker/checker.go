@@ -6,10 +6,13 @@ package checker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -20,8 +23,10 @@ import (
 
 // Options control a check.
 type Options struct {
-	// ReadData reads and verifies every blob of every pack.
+	// ReadData reads and verifies every blob of every pack (of ReadSubset).
 	ReadData bool
+	// ReadSubset, if set, picks the packs ReadData reads.
+	ReadSubset func(pack repo.ID) bool
 	// Progress, if set, is told about each pack read with ReadData.
 	Progress func(packsDone, packsTotal int)
 }
@@ -187,7 +192,7 @@ func (c *checker) checkPack(ctx context.Context, id repo.ID, indexed []repo.Inde
 			c.markBad(obj, []repo.IndexedBlob{b})
 		}
 	}
-	if !c.opts.ReadData {
+	if !c.opts.ReadData || (c.opts.ReadSubset != nil && !c.opts.ReadSubset(id)) {
 		return
 	}
 	if err := c.r.CheckFile(ctx, storage.PackFile, id.String()); err != nil {
@@ -348,4 +353,26 @@ func (c *checker) walkImage(ctx context.Context, snap repo.ID, img *repo.Image, 
 		}
 	}
 	return affected
+}
+
+// Subset returns a ReadSubset from "n/m" (the n-th of m parts, by pack id, so that
+// m runs with n = 1..m read every pack once) or "p%" (about p percent of the packs,
+// by pack id).
+func Subset(spec string) (func(repo.ID) bool, error) {
+	var n, m uint64
+	if _, err := fmt.Sscanf(spec, "%d/%d", &n, &m); err == nil && strings.Count(spec, "/") == 1 {
+		if m == 0 || n < 1 || n > m {
+			return nil, fmt.Errorf("read subset %q: want n/m with 1 <= n <= m", spec)
+		}
+		return func(id repo.ID) bool { return binary.BigEndian.Uint64(id[:8])%m == n-1 }, nil
+	}
+	if pct, ok := strings.CutSuffix(spec, "%"); ok {
+		p, err := strconv.ParseFloat(pct, 64)
+		if err != nil || p <= 0 || p > 100 {
+			return nil, fmt.Errorf("read subset %q: want a percentage above 0 and at most 100", spec)
+		}
+		limit := uint64(p / 100 * float64(^uint64(0)>>1))
+		return func(id repo.ID) bool { return binary.BigEndian.Uint64(id[:8])>>1 <= limit }, nil
+	}
+	return nil, fmt.Errorf("read subset %q: want n/m (such as 1/10) or a percentage (such as 10%%)", spec)
 }

@@ -23,6 +23,7 @@ type checkSummary struct {
 
 func newCheckCommand(g *globalOptions) *cobra.Command {
 	var readData bool
+	var subset string
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Verify the repository",
@@ -45,10 +46,17 @@ Exit status: 0 no problems; 1 problems found (listed).`,
 			}
 			defer unlock()
 			progress := g.printer.NewProgress("check")
-			res, err := checker.Check(ctx, r, checker.Options{ReadData: readData, Progress: func(done, total int) {
+			opts := checker.Options{ReadData: readData || subset != ""}
+			if subset != "" {
+				if opts.ReadSubset, err = checker.Subset(subset); err != nil {
+					return usageError("%v", err)
+				}
+			}
+			opts.Progress = func(done, total int) {
 				progress.SetTotal(int64(total), 0, true)
 				progress.AddFile()
-			}})
+			}
+			res, err := checker.Check(ctx, r, opts)
 			progress.Done()
 			if err != nil {
 				return err
@@ -71,7 +79,7 @@ Exit status: 0 no problems; 1 problems found (listed).`,
 				}
 				if !g.quiet {
 					fmt.Fprintf(w, "checked %d snapshots, %d trees, %d packs, %d blobs", res.Snapshots, res.Trees, res.Packs, res.Blobs)
-					if readData {
+					if opts.ReadData {
 						fmt.Fprintf(w, ", read %d bytes", res.BytesRead)
 					}
 					fmt.Fprintln(w)
@@ -87,5 +95,6 @@ Exit status: 0 no problems; 1 problems found (listed).`,
 		},
 	}
 	cmd.Flags().BoolVar(&readData, "read-data", false, "read and verify every blob")
+	cmd.Flags().StringVar(&subset, "read-data-subset", "", "read and verify the blobs of a part of the packs: `n/m` or a percentage")
 	return cmd
 }
