@@ -237,7 +237,14 @@ func (g *globalOptions) openRepository(ctx context.Context, create bool) (*repo.
 			return nil, err
 		}
 	}
-	return repo.Open(ctx, st, pw)
+	r, err := repo.Open(ctx, st, pw)
+	if err != nil {
+		return nil, err
+	}
+	for id, err := range r.DamagedIndexFiles() {
+		g.printer.Warning("index "+id.Short(), fmt.Sprintf("%v; run 'cairn repair index'", err))
+	}
+	return r, nil
 }
 
 // readLines reads a file of patterns, one a line, skipping blanks and # comments.

@@ -72,6 +72,7 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 		newStatsCommand(g),
 		newForgetCommand(g),
 		newPruneCommand(g),
+		newRepairCommand(g),
 	)
 	return root
 }

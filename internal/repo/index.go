@@ -37,12 +37,13 @@ type masterIndex struct {
 	packs   []ID
 	packNum map[ID]int32
 	blobs   map[blobKey]location
-	files   map[ID]bool // loaded index files
+	files   map[ID]bool  // loaded index files
+	damaged map[ID]error // index files that could not be read
 	unsaved []format.IndexPack
 }
 
 func newMasterIndex() *masterIndex {
-	return &masterIndex{packNum: map[ID]int32{}, blobs: map[blobKey]location{}, files: map[ID]bool{}}
+	return &masterIndex{packNum: map[ID]int32{}, blobs: map[blobKey]location{}, files: map[ID]bool{}, damaged: map[ID]error{}}
 }
 
 func (m *masterIndex) addPack(p format.IndexPack) {
@@ -91,16 +92,13 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		return fmt.Errorf("list index: %w", err)
 	}
 	idxs := make([]*format.Index, len(names))
+	errs := make([]error, len(names))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, id := range names {
 		g.Go(func() error {
-			idx, err := r.LoadIndexFile(gctx, id)
-			if err != nil {
-				return err
-			}
-			idxs[i] = idx
-			return nil
+			idxs[i], errs[i] = r.LoadIndexFile(gctx, id)
+			return gctx.Err()
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -108,6 +106,9 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	}
 	superseded := map[ID]bool{}
 	for _, idx := range idxs {
+		if idx == nil {
+			continue
+		}
 		for _, s := range idx.Supersedes {
 			superseded[s] = true
 		}
@@ -115,6 +116,12 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	r.index.mu.Lock()
 	defer r.index.mu.Unlock()
 	for i, idx := range idxs {
+		if errs[i] != nil {
+			// A damaged index file costs only what it lists; check reports it and
+			// repair index replaces it.
+			r.index.damaged[names[i]] = errs[i]
+			continue
+		}
 		r.index.files[names[i]] = true
 		if superseded[names[i]] {
 			continue
@@ -124,6 +131,17 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// DamagedIndexFiles returns the index files that could not be read, with why.
+func (r *Repository) DamagedIndexFiles() map[ID]error {
+	r.index.mu.RLock()
+	defer r.index.mu.RUnlock()
+	out := make(map[ID]error, len(r.index.damaged))
+	for k, v := range r.index.damaged {
+		out[k] = v
+	}
+	return out
 }
 
 // LoadIndexFile reads and decodes one index file.
@@ -311,4 +329,52 @@ func (r *Repository) RemovePack(ctx context.Context, id ID) error {
 		return nil
 	}
 	return err
+}
+
+// RebuildIndex writes a new index from the headers of the packs in the storage,
+// then removes every old index file, so that a lost or damaged index is replaced
+// by what the packs really hold. Packs whose header cannot be read are left out
+// and returned with their errors.
+func (r *Repository) RebuildIndex(ctx context.Context) (packs int, bad map[ID]error, err error) {
+	files, err := r.ListFiles(ctx, storage.PackFile)
+	if err != nil {
+		return 0, nil, err
+	}
+	old, err := r.ListFiles(ctx, storage.IndexFile)
+	if err != nil {
+		return 0, nil, err
+	}
+	next := &format.Index{}
+	bad = map[ID]error{}
+	for _, f := range files {
+		id, err := ParseID(f.Name)
+		if err != nil {
+			continue
+		}
+		blobs, err := r.LoadPackHeader(ctx, id)
+		if err != nil {
+			bad[id] = err
+			continue
+		}
+		next.Packs = append(next.Packs, format.IndexPack{ID: id, Blobs: blobs})
+	}
+	for _, f := range old {
+		if id, err := ParseID(f.Name); err == nil {
+			next.Supersedes = append(next.Supersedes, id)
+		}
+	}
+	newID, err := r.saveFile(ctx, storage.IndexFile, r.enc.EncodeAll(format.EncodeIndex(next), nil))
+	if err != nil {
+		return 0, bad, fmt.Errorf("save index: %w", err)
+	}
+	for _, f := range old {
+		if f.Name == newID.String() {
+			continue
+		}
+		if err := r.st.Remove(ctx, storage.Handle{Type: storage.IndexFile, Name: f.Name}); err != nil && !storage.IsNotExist(err) {
+			return len(next.Packs), bad, fmt.Errorf("remove old index %s: %w", f.Name[:8], err)
+		}
+	}
+	r.index = newMasterIndex()
+	return len(next.Packs), bad, r.LoadIndex(ctx)
 }
