@@ -84,6 +84,9 @@ func (s *imageSource) entry(region int, fe *fs.Entry) *Entry {
 		Name: repo.RawString(fe.Name), Type: fe.Type, Mode: fe.Mode & 0o7777, UID: fe.UID, GID: fe.GID,
 		Size: uint64(max(fe.Size, 0)), MTime: fe.MTime, ATime: fe.ATime, CTime: fe.CTime,
 		Inode: fe.Inode, Links: fe.Links, Rdev: fe.Rdev, LinkTarget: repo.RawString(fe.LinkTarget),
+		// Inode numbers are per filesystem: the region tells hard links of one
+		// partition from unrelated files of another.
+		DeviceID: uint64(region + 1),
 	}
 	if fe.Type == repo.NodeDir {
 		n.Size = 0
