@@ -1,4 +1,5 @@
-// Package fat reads which bytes a FAT12, FAT16 or FAT32 filesystem uses.
+// Package fat reads FAT12, FAT16 and FAT32 filesystems: which bytes they use
+// (Probe, here) and their files (Open, in reader.go).
 //
 // A FAT volume is, in order: the reserved sectors (the boot sector first; on
 // FAT32 also the FSInfo sector and the backup boot sector), NumFATs copies of

@@ -89,6 +89,10 @@ func TestRealFAT(t *testing.T) {
 			if tc.files {
 				compareTrees(t, want, readFiles(t, img))
 				compareTrees(t, want, readFiles(t, cp))
+				// The file reader reads the same from the image and from
+				// the copy of its used bytes only.
+				compareTrees(t, want, readerTree(t, openImage(t, img)))
+				compareTrees(t, want, readerTree(t, openImage(t, cp)))
 			}
 		})
 	}

@@ -9,9 +9,14 @@ import (
 
 // Attribute types used here.
 const (
+	attrStandardInfo  = 0x10
 	attrAttributeList = 0x20
+	attrFileName      = 0x30
 	attrVolumeName    = 0x60
 	attrData          = 0x80
+	attrIndexRoot     = 0x90
+	attrIndexAlloc    = 0xA0
+	attrReparsePoint  = 0xC0
 	attrEnd           = 0xFFFFFFFF
 )
 
@@ -23,7 +28,10 @@ const (
 )
 
 // Record flags.
-const recordInUse = 0x0001
+const (
+	recordInUse = 0x0001
+	recordIsDir = 0x0002 // the record has a file name index
+)
 
 // fixupStride is the size of the blocks the update sequence protects, 512
 // bytes whatever the sector size.
@@ -33,6 +41,9 @@ const fixupStride = 512
 // been applied: the header fields used here and its attributes in order.
 type record struct {
 	Flags uint16
+	// Seq is the record's sequence number, counting its reuses; references
+	// to the record carry it in their top 16 bits.
+	Seq uint16
 	// Base is the MFT reference of the base record if this is an extension
 	// record (holding attributes that did not fit in the base), else 0.
 	Base  uint64
@@ -55,6 +66,9 @@ type attribute struct {
 	LowVCN, HighVCN               int64 // non-resident only
 	AllocSize, DataSize, InitSize int64
 	Runs                          []run
+	// CompUnit is the log2 of the clusters in a compression unit of a
+	// compressed attribute (4 in practice).
+	CompUnit uint8
 }
 
 // parseRecord checks an MFT record, applies its update sequence to b (in
@@ -76,27 +90,18 @@ func parseRecord(b []byte) (*record, error) {
 	}
 	le16 := binary.LittleEndian.Uint16
 	le32 := binary.LittleEndian.Uint32
-	usaOff, usaCount := int(le16(b[4:])), int(le16(b[6:]))
-	blocks := len(b) / fixupStride
-	if usaCount != blocks+1 || usaOff < 42 || usaOff%2 != 0 || usaOff+2*usaCount > fixupStride-2 {
-		return nil, fmt.Errorf("ntfs: MFT record: update sequence of %d at %d", usaCount, usaOff)
-	}
-	usa := b[usaOff : usaOff+2*usaCount]
-	for i := range blocks {
-		end := (i+1)*fixupStride - 2
-		if b[end] != usa[0] || b[end+1] != usa[1] {
-			return nil, fmt.Errorf("ntfs: MFT record: update sequence mismatch in block %d (torn write)", i)
-		}
-		b[end], b[end+1] = usa[2*i+2], usa[2*i+3]
+	usaEnd, err := applyFixups(b, 42, "MFT record")
+	if err != nil {
+		return nil, err
 	}
 
-	rec := &record{Flags: le16(b[22:]), Base: binary.LittleEndian.Uint64(b[32:])}
+	rec := &record{Flags: le16(b[22:]), Seq: le16(b[16:]), Base: binary.LittleEndian.Uint64(b[32:])}
 	used := int(le32(b[24:]))
 	if used > len(b) || used < 0 {
 		return nil, fmt.Errorf("ntfs: MFT record: %d bytes in use of %d", used, len(b))
 	}
 	off := int(le16(b[20:]))
-	if off < usaOff+2*usaCount || off%8 != 0 {
+	if off < usaEnd || off%8 != 0 {
 		return nil, fmt.Errorf("ntfs: MFT record: attributes at %d", off)
 	}
 	for {
@@ -120,6 +125,28 @@ func parseRecord(b []byte) (*record, error) {
 		rec.Attrs = append(rec.Attrs, a)
 		off += n
 	}
+}
+
+// applyFixups checks the update sequence of b, a record of whole 512-byte
+// blocks whose header (at least minOff bytes) holds the sequence's offset
+// (u16 at 4) and count (u16 at 6), and puts each block's last two bytes back
+// in place. It returns the offset where the sequence ends. kind names the
+// record in errors.
+func applyFixups(b []byte, minOff int, kind string) (int, error) {
+	usaOff, usaCount := int(binary.LittleEndian.Uint16(b[4:])), int(binary.LittleEndian.Uint16(b[6:]))
+	blocks := len(b) / fixupStride
+	if usaCount != blocks+1 || usaOff < minOff || usaOff%2 != 0 || usaOff+2*usaCount > fixupStride-2 {
+		return 0, fmt.Errorf("ntfs: %s: update sequence of %d at %d", kind, usaCount, usaOff)
+	}
+	usa := b[usaOff : usaOff+2*usaCount]
+	for i := range blocks {
+		end := (i+1)*fixupStride - 2
+		if b[end] != usa[0] || b[end+1] != usa[1] {
+			return 0, fmt.Errorf("ntfs: %s: update sequence mismatch in block %d (torn write)", kind, i)
+		}
+		b[end], b[end+1] = usa[2*i+2], usa[2*i+3]
+	}
+	return usaOff + 2*usaCount, nil
 }
 
 // parseAttribute decodes one attribute, b being exactly its bytes.
@@ -162,6 +189,7 @@ func parseAttribute(b []byte) (attribute, error) {
 		return a, fmt.Errorf("ntfs: attribute %#x: non-resident header of %d bytes", a.Type, len(b))
 	}
 	a.LowVCN, a.HighVCN = le64(16), le64(24)
+	a.CompUnit = b[34]
 	a.AllocSize, a.DataSize, a.InitSize = le64(40), le64(48), le64(56)
 	if a.LowVCN < 0 || a.LowVCN >= maxClusters || a.HighVCN < a.LowVCN-1 || a.HighVCN >= maxClusters {
 		return a, fmt.Errorf("ntfs: attribute %#x: VCNs %d-%d", a.Type, a.LowVCN, a.HighVCN)

@@ -1,5 +1,6 @@
-// Package ntfs reads which clusters an NTFS volume uses, from its own
-// structures, parsed here by hand:
+// Package ntfs reads NTFS volumes: which clusters they use (Probe, here) and
+// their files (Open, in reader.go), from their own structures, parsed here
+// by hand:
 //
 //   - the boot sector: "NTFS    " at byte 3, bytes per sector (u16 at 0x0B),
 //     sectors per cluster (u8 at 0x0D; above 0x80 it is 2^(256-value)), total
@@ -12,8 +13,10 @@
 //   - MFT record 3 ($Volume), whose $VOLUME_NAME attribute is the label.
 //
 // mft.go decodes MFT records and attributes, runlist.go runlists and reads an
-// attribute's data through them; they know nothing of allocation, so that a
-// reader of files can be built on them.
+// attribute's data through them, file.go gathers a file's attributes over its
+// MFT records; they know nothing of allocation. The reader of files (Open,
+// reader.go) is built on them, with index.go (folders) and lznt1.go
+// (compressed data).
 //
 // Used is every cluster the bitmap marks, plus the boot sector and the backup
 // boot sector, which sits just past the last cluster-counted sector (the last
@@ -22,7 +25,6 @@
 package ntfs
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -62,6 +64,9 @@ type volume struct {
 	mftLCN       int64
 	serial       uint64
 	mft          *runReader // the $MFT's data
+	// mftCache holds blocks of the $MFT's data by number; it is set once
+	// the $MFT's runlist is known.
+	mftCache *lru[int64, []byte]
 }
 
 // Probe reads the NTFS volume on r, a partition of size bytes. It returns an
@@ -119,6 +124,7 @@ func open(r io.ReaderAt, size int64) (*volume, error) {
 	if err := v.openMFT(); err != nil {
 		return nil, corrupt(err)
 	}
+	v.mftCache = newLRU[int64, []byte](mftCacheBlocks)
 	return v, nil
 }
 
@@ -219,7 +225,7 @@ func (v *volume) openMFT() error {
 	}
 	rr, ok := d.(*runReader)
 	if !ok {
-		return errors.New("$MFT: resident $DATA")
+		return errors.New("$MFT: resident or compressed $DATA")
 	}
 	v.mft = rr
 	return nil
@@ -231,7 +237,7 @@ func (v *volume) readRecord(n int64) (*record, error) {
 		return nil, fmt.Errorf("MFT record %d past the $MFT's %d bytes", n, v.mft.dataSize)
 	}
 	buf := make([]byte, v.recordSize)
-	if _, err := v.mft.ReadAt(buf, n*v.recordSize); err != nil {
+	if err := v.readMFT(buf, n*v.recordSize); err != nil {
 		return nil, fmt.Errorf("MFT record %d: %w", n, err)
 	}
 	rec, err := parseRecord(buf)
@@ -244,80 +250,49 @@ func (v *volume) readRecord(n int64) (*record, error) {
 	return rec, nil
 }
 
-// openData returns the data of the attribute of type $DATA named name of
-// record recNo, rec, following its attribute list if it has one. The data is
-// a *bytes.Reader (resident) or a *runReader (non-resident).
-func (v *volume) openData(recNo int64, rec *record, name string) (interface {
-	io.ReaderAt
-	Size() int64
-}, error) {
-	list := rec.find(attrAttributeList, "")
-	if list == nil {
-		a := rec.find(attrData, name)
-		if a == nil {
-			return nil, fmt.Errorf("no $DATA attribute %q", name)
-		}
-		if !a.NonResident {
-			return bytes.NewReader(a.Value), nil
-		}
-		if a.LowVCN != 0 {
-			return nil, fmt.Errorf("$DATA %q starts at VCN %d", name, a.LowVCN)
-		}
-		return v.nonResident(a, a.Runs)
-	}
+// mftBlock is how much of the $MFT is read and cached at a time (records
+// are read one after another when a folder is listed), mftCacheBlocks how
+// many blocks are kept.
+const (
+	mftBlock       = 64 << 10
+	mftCacheBlocks = 32
+)
 
-	value, err := v.attrValue(list)
-	if err != nil {
-		return nil, fmt.Errorf("attribute list: %w", err)
+// readMFT fills buf, a record, from the $MFT's data at off, through the
+// cache of $MFT blocks once open has set it up.
+func (v *volume) readMFT(buf []byte, off int64) error {
+	if v.mftCache == nil || v.recordSize > mftBlock {
+		_, err := v.mft.ReadAt(buf, off)
+		return err
 	}
-	entries, err := parseAttrList(value)
+	blk := off / mftBlock
+	data, ok := v.mftCache.get(blk)
+	if !ok {
+		data = make([]byte, min(mftBlock, v.mft.dataSize-blk*mftBlock))
+		if _, err := v.mft.ReadAt(data, blk*mftBlock); err != nil && err != io.EOF {
+			// A block that cannot be read whole may still hold
+			// records that can.
+			_, err := v.mft.ReadAt(buf, off)
+			return err
+		}
+		v.mftCache.put(blk, data)
+	}
+	copy(buf, data[off-blk*mftBlock:])
+	return nil
+}
+
+// openData returns the data of the attribute of type $DATA named name of
+// record recNo, rec, following its attribute list if it has one.
+func (v *volume) openData(recNo int64, rec *record, name string) (stream, error) {
+	f, err := v.loadFile(recNo, rec)
 	if err != nil {
 		return nil, err
 	}
-	var first *attribute
-	var runs []run
-	for _, e := range entries {
-		if e.Type != attrData || e.Name != name {
-			continue
-		}
-		holder := rec
-		if e.Record != recNo {
-			if holder, err = v.readRecord(e.Record); err != nil {
-				return nil, err
-			}
-			if int64(holder.Base&(1<<48-1)) != recNo {
-				return nil, fmt.Errorf("MFT record %d is not an extension of record %d", e.Record, recNo)
-			}
-		}
-		var a *attribute
-		for i := range holder.Attrs {
-			h := &holder.Attrs[i]
-			if h.Type == attrData && h.Name == name && h.ID == e.ID {
-				a = h
-				break
-			}
-		}
-		if a == nil {
-			return nil, fmt.Errorf("no $DATA %q with id %d in MFT record %d", name, e.ID, e.Record)
-		}
-		if !a.NonResident {
-			if e.LowVCN != 0 {
-				return nil, fmt.Errorf("resident $DATA %q in an attribute list at VCN %d", name, e.LowVCN)
-			}
-			return bytes.NewReader(a.Value), nil
-		}
-		if a.LowVCN != e.LowVCN {
-			return nil, fmt.Errorf("$DATA %q in MFT record %d starts at VCN %d, its list entry says %d", name, e.Record, a.LowVCN, e.LowVCN)
-		}
-		if a.LowVCN == 0 {
-			first = a
-		}
-		runs = append(runs, a.Runs...)
+	d, err := v.openAttr(f, attrData, name)
+	if err != nil {
+		return nil, fmt.Errorf("$DATA %q: %w", name, err)
 	}
-	if first == nil {
-		return nil, fmt.Errorf("no $DATA attribute %q at VCN 0", name)
-	}
-	return v.nonResident(first, runs)
+	return d, nil
 }
 
 // nonResident returns a reader of a non-resident attribute's data, a being its
@@ -355,10 +330,7 @@ func (v *volume) attrValue(a *attribute) ([]byte, error) {
 const bitmapChunk = 1 << 20
 
 // bitmapExtents returns the byte extents of the clusters that bitmap marks.
-func (v *volume) bitmapExtents(bitmap interface {
-	io.ReaderAt
-	Size() int64
-}) ([]fs.Extent, error) {
+func (v *volume) bitmapExtents(bitmap stream) ([]fs.Extent, error) {
 	need := (v.clusters + 7) / 8
 	if bitmap.Size() < need {
 		return nil, fmt.Errorf("%d bytes for %d clusters", bitmap.Size(), v.clusters)

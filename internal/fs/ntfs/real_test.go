@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	cfs "cairn/internal/fs"
 )
 
 // TestRealNTFS makes NTFS volumes with mkntfs on random bytes, fills them
@@ -88,6 +90,10 @@ func TestRealNTFS(t *testing.T) {
 			}
 			compareTrees(t, want, hashTree(t, mount(t, img, "ro")))
 			compareTrees(t, want, hashTree(t, mount(t, cp, "ro")))
+			// The file reader reads the same from the image and from
+			// the copy of its used bytes only.
+			compareTrees(t, want, readerTree(t, openReader(t, img)))
+			compareTrees(t, want, readerTree(t, openReader(t, cp)))
 		})
 	}
 }
@@ -189,6 +195,25 @@ func openFile(t *testing.T, img string) *volume {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// openReader opens the file reader of the image file img.
+func openReader(t *testing.T, img string) cfs.Reader {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := Open(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rd
 }
 
 // ntfsclusterInfo returns the volume's size and free bytes as ntfscluster -i

@@ -88,7 +88,7 @@ func readInt(b []byte) int64 {
 }
 
 // errHole is returned when data is read at a virtual cluster no run maps.
-var errHole = errors.New("ntfs: data outside the runlist")
+var errHole = fmt.Errorf("%w: data outside the runlist", errCorrupt)
 
 // runReader reads the data of a non-resident attribute through its runs.
 type runReader struct {
