@@ -141,7 +141,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 		sizes:   chunker.Sizes{Min: min, Avg: avg, Max: max},
 		files:   make(chan fileJob),
 		blobs:   make(chan blobJob, runtime.GOMAXPROCS(0)),
-		large:   make(chan struct{}, runtime.GOMAXPROCS(0)),
+		large:   make(chan struct{}, 1),
 		zeroIDs: map[int]repo.ID{},
 	}
 	start := opts.Now()

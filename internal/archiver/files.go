@@ -182,7 +182,8 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 		regions = []region{{off: 0, length: -1}}
 	}
 	if job.node.Size >= largeFile {
-		// Large files chunk with large buffers; a few at a time keep every core busy.
+		// Large files chunk with large buffers, one at a time: one chunker (about
+		// 1 GB/s) keeps every saver busy.
 		select {
 		case a.large <- struct{}{}:
 			defer func() { <-a.large }()

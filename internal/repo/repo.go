@@ -30,7 +30,7 @@ var ErrNoRepository = errors.New("no repository here (create one with 'cairn ini
 type Options struct {
 	// KDF sets the password hashing; the zero value tunes it to about half a second.
 	KDF crypto.KDFParams
-	// PackSize is the size at which packs are finished; 0 means 16 MiB.
+	// PackSize is the size at which packs are finished; 0 means 8 MiB.
 	PackSize uint32
 }
 
@@ -71,7 +71,7 @@ func Init(ctx context.Context, st storage.Storage, password string, opts Options
 		PackSize:  opts.PackSize,
 	}
 	if cfg.PackSize == 0 {
-		cfg.PackSize = 16 << 20
+		cfg.PackSize = 8 << 20
 	}
 	r := newRepository(st, key, cfg)
 	keyName, err := r.AddKey(ctx, password, opts.KDF)
