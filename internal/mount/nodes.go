@@ -139,10 +139,10 @@ func (n *vfsFile) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
-// fileHandle is one open of a file: vfs.File is for one goroutine at a time.
+// fileHandle is one open of a file; its reader is safe for concurrent reads, so
+// the kernel's read-ahead requests run at once.
 type fileHandle struct {
-	mu sync.Mutex
-	r  io.ReaderAt
+	r io.ReaderAt
 }
 
 func (n *vfsFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
@@ -165,8 +165,6 @@ func readHandle(fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, sysc
 	if !ok {
 		return nil, syscall.EBADF
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	k, err := h.r.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, syscall.EIO

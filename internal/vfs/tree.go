@@ -28,7 +28,7 @@ func (s *treeSource) children(ctx context.Context, e *Entry) ([]*Entry, error) {
 }
 
 func (s *treeSource) open(ctx context.Context, e *Entry) (*File, error) {
-	f := &File{cached: -1, ctx: ctx}
+	f := &File{ctx: ctx}
 	var off int64
 	for _, id := range e.Node.Content {
 		size, ok := s.r.BlobSize(repo.DataBlob, id)

@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"cairn/internal/repo"
 )
@@ -131,22 +132,83 @@ func Walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry
 	return nil
 }
 
-// File reads a regular file's content. It is safe for use by one goroutine at a time.
+// File reads a regular file's content. ReadAt is safe for concurrent use: it keeps
+// the last few pieces it loaded and, as a read reaches a piece, starts loading the
+// next ones, so that sequential reads (through a mount, say) do not wait for each.
+// Read is for one goroutine at a time.
 type File struct {
 	size   int64
 	chunks []chunkRef
 	load   func(ctx context.Context, i int) ([]byte, error)
+	ctx    context.Context
 
-	cached    int // index of the chunk in buf, or -1
-	buf       []byte
-	ctx       context.Context
+	mu        sync.Mutex
+	slots     map[int]*slot
+	order     []int // slots in the order they were started, oldest first
 	sequenced int64 // position for Read
+}
+
+// slot is a piece being loaded or loaded.
+type slot struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// fileCache is how many pieces a File keeps; fileAhead how many it loads ahead.
+const (
+	fileCache = 8
+	fileAhead = 2
+)
+
+// piece returns piece i, loading it (and starting the ones after it) if need be.
+func (f *File) piece(i int) ([]byte, error) {
+	f.mu.Lock()
+	if f.slots == nil {
+		f.slots = map[int]*slot{}
+	}
+	s := f.start(i)
+	for j := i + 1; j <= i+fileAhead && j < len(f.chunks); j++ {
+		f.start(j)
+	}
+	f.mu.Unlock()
+	<-s.done
+	if s.err != nil {
+		f.mu.Lock()
+		if f.slots[i] == s {
+			delete(f.slots, i) // try again next time
+		}
+		f.mu.Unlock()
+	}
+	return s.data, s.err
+}
+
+// start returns the slot of piece i, starting its load if it has none. f.mu is held.
+func (f *File) start(i int) *slot {
+	if s, ok := f.slots[i]; ok {
+		return s
+	}
+	s := &slot{done: make(chan struct{})}
+	f.slots[i] = s
+	f.order = append(f.order, i)
+	for len(f.order) > fileCache {
+		old := f.order[0]
+		f.order = f.order[1:]
+		if old != i {
+			delete(f.slots, old)
+		}
+	}
+	go func() {
+		s.data, s.err = f.load(f.ctx, i)
+		close(s.done)
+	}()
+	return s
 }
 
 // readerFile returns a File over size bytes of src, read in pieces of 1 MiB.
 func readerFile(ctx context.Context, src io.ReaderAt, size int64) *File {
 	const piece = 1 << 20
-	f := &File{size: size, cached: -1, ctx: ctx}
+	f := &File{size: size, ctx: ctx}
 	for off := int64(0); off < size; off += piece {
 		f.chunks = append(f.chunks, chunkRef{offset: off, length: min(piece, size-off)})
 	}
@@ -188,15 +250,12 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		if i < 0 {
 			return n, io.ErrUnexpectedEOF
 		}
-		if f.cached != i {
-			data, err := f.load(f.ctx, i)
-			if err != nil {
-				return n, err
-			}
-			f.buf, f.cached = data, i
+		data, err := f.piece(i)
+		if err != nil {
+			return n, err
 		}
 		c := f.chunks[i]
-		n += copy(p[n:], f.buf[pos-c.offset:])
+		n += copy(p[n:], data[pos-c.offset:])
 	}
 	return n, nil
 }
