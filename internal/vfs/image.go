@@ -7,6 +7,9 @@ import (
 	"sync"
 
 	"cairn/internal/fs"
+	"cairn/internal/fs/ext"
+	"cairn/internal/fs/fat"
+	"cairn/internal/fs/ntfs"
 	"cairn/internal/imager"
 	"cairn/internal/repo"
 )
@@ -153,4 +156,8 @@ func (s *imageSource) open(ctx context.Context, e *Entry) (*File, error) {
 }
 
 // fileReaders opens the file reader of each filesystem cairn can browse.
-var fileReaders = map[string]func(io.ReaderAt, int64) (fs.Reader, error){}
+var fileReaders = map[string]func(io.ReaderAt, int64) (fs.Reader, error){
+	"ext2": ext.Open, "ext3": ext.Open, "ext4": ext.Open,
+	"fat12": fat.Open, "fat16": fat.Open, "fat32": fat.Open,
+	"ntfs": ntfs.Open,
+}

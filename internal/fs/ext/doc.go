@@ -2,9 +2,11 @@
 //
 // Probe recognises the filesystem by its superblock and returns, from the
 // filesystem's own block bitmaps, the bytes it uses: the imager stores only
-// those. Nothing on the input is trusted: every number read from it is checked
-// against the partition's size before it is used, and damaged structures are
-// errors, never panics.
+// those. Open returns an fs.Reader of its files, folders, links and special
+// files, with their metadata, for browsing and restoring files from an image
+// snapshot without mounting it. Nothing on the input is trusted: every number
+// read from it is checked against the partition's size before it is used, and
+// damaged structures are errors, never panics.
 //
 // The on-disk layout (all numbers little-endian), as the kernel's
 // Documentation/filesystems/ext4 and e2fsprogs describe it:
@@ -34,6 +36,30 @@
 //     block those copies mark used (journal.go). The journal is a file (inode 8)
 //     whose blocks an extent tree or block pointers map (inode.go).
 //
+// The file reader (Open) adds:
+//
+//   - Inodes (inode.go): s_inode_size bytes each, numbered from 1, inode n
+//     at index (n-1) % s_inodes_per_group of group (n-1) / s_inodes_per_group's
+//     inode table. The first 128 bytes are the original inode; i_extra_isize
+//     bytes of extra fields follow (nanoseconds and epoch bits of the times),
+//     then in-inode xattrs.
+//   - Block maps (bmap.go): an extent tree (a 12-byte header and 12-byte
+//     entries, the root in i_block, index nodes above leaves, at most 5
+//     levels) or 15 block pointers (12 direct, then single, double and triple
+//     indirect blocks of 32-bit pointers). Both are read lazily, a leaf or a
+//     block of pointers at a time.
+//   - Folders (dir.go): chains of entries in each block; hashed folders are
+//     read as linear ones. Inline data (inline_data) keeps small files,
+//     folders and symlinks in i_block and the system.data xattr.
+//   - Xattrs (xattr.go): in the inode and in one external block; POSIX ACLs
+//     converted from ext4's compact form to the xattr form.
+//   - The journal (replay.go): a filesystem flagged needs_recovery is read as
+//     the kernel would see it after replaying its journal.
+//
+// Metadata checksums (metadata_csum, gdt_csum, journal checksums) are not
+// verified: every structure is checked for what the reader needs instead.
+//
 // superblock.go holds the superblock and group descriptors and the geometry
-// derived from them, alloc.go the used-block map.
+// derived from them, alloc.go the used-block map, reader.go the file reader,
+// cache.go the cache of metadata chunks it reads through.
 package ext

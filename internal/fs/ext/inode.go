@@ -3,12 +3,29 @@ package ext
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sort"
 )
 
 // Inode flags (i_flags).
 const (
-	inodeFlagExtents = 0x80000 // EXT4_EXTENTS_FL: i_block holds an extent tree
+	inodeFlagEncrypt  = 0x800      // EXT4_ENCRYPT_FL: content and names are encrypted
+	inodeFlagHugeFile = 0x40000    // EXT4_HUGE_FILE_FL: i_blocks counts filesystem blocks, not sectors
+	inodeFlagExtents  = 0x80000    // EXT4_EXTENTS_FL: i_block holds an extent tree
+	inodeFlagEAInode  = 0x200000   // EXT4_EA_INODE_FL: the inode holds an xattr value
+	inodeFlagInline   = 0x10000000 // EXT4_INLINE_DATA_FL: content in i_block and the system.data xattr
+)
+
+// File types, the high 4 bits of i_mode.
+const (
+	modeTypeMask = 0xF000
+	modeFIFO     = 0x1000
+	modeCharDev  = 0x2000
+	modeDir      = 0x4000
+	modeBlockDev = 0x6000
+	modeRegular  = 0x8000
+	modeSymlink  = 0xA000
+	modeSocket   = 0xC000
 )
 
 // Extent tree constants.
@@ -19,36 +36,119 @@ const (
 	extentUninit = 32768
 )
 
-// inode holds the fields of an on-disk inode that map its blocks; the comment
-// on each names the on-disk field and its byte offset in the inode.
+// inodeBaseSize is the size of the original (revision 0) inode; larger inodes
+// add i_extra_isize bytes of fields after it, then in-inode xattrs.
+const inodeBaseSize = 128
+
+// inode holds the fields of an on-disk inode; the comment on each names the
+// on-disk field and its byte offset in the inode. Probe uses only the fields
+// that map its blocks; the file reader uses them all.
 type inode struct {
-	num   uint32   // the inode's number (not stored)
-	mode  uint16   // i_mode, 0x00
-	size  uint64   // i_size_lo 0x04, i_size_high 0x6C
-	flags uint32   // i_flags, 0x20
-	block [60]byte // i_block, 0x28: block pointers, an extent tree root or inline data
+	num      uint32   // the inode's number (not stored)
+	mode     uint16   // i_mode, 0x00: file type and permissions
+	uid      uint32   // i_uid 0x02, l_i_uid_high 0x78
+	gid      uint32   // i_gid 0x18, l_i_gid_high 0x7A
+	size     uint64   // i_size_lo 0x04, i_size_high 0x6C (regular files, or any with largedir)
+	atime    int64    // i_atime 0x08, i_atime_extra 0x8C: nanoseconds since the epoch
+	ctime    int64    // i_ctime 0x0C, i_ctime_extra 0x84
+	mtime    int64    // i_mtime 0x10, i_mtime_extra 0x88
+	links    uint16   // i_links_count, 0x1A
+	blocks   uint64   // i_blocks_lo 0x1C, l_i_blocks_high 0x74 (huge_file): in 512-byte sectors
+	flags    uint32   // i_flags, 0x20
+	block    [60]byte // i_block, 0x28: block pointers, an extent tree root or inline data
+	fileACL  uint64   // i_file_acl_lo 0x68, l_i_file_acl_high 0x76: the external xattr block
+	extraLen int      // i_extra_isize, 0x80: bytes of fields after the first 128
+	// xattrArea is the in-inode xattr space, after the extra fields, when it
+	// starts with the xattr magic number: a copy, not shared with any cache.
+	xattrArea []byte
 }
 
-// readInode reads inode number ino.
+// readInode reads inode number ino (its first 128 bytes: the fields that map
+// its blocks).
 func (f *filesystem) readInode(ino uint32) (*inode, error) {
-	if ino == 0 || ino > f.sb.inodesCount {
-		return nil, fmt.Errorf("inode %d of %d", ino, f.sb.inodesCount)
+	off, err := f.inodeOffset(ino)
+	if err != nil {
+		return nil, err
 	}
-	g, i := (ino-1)/f.sb.inodesPerGroup, (ino-1)%f.sb.inodesPerGroup
-	off := int64(f.groups[g].inodeTable)*f.blockSize + int64(i)*f.inodeSize
-	b := make([]byte, 128) // the fields used are in the first 128 bytes
+	b := make([]byte, inodeBaseSize)
 	if err := readFull(f.r, f.size, b, off); err != nil {
 		return nil, fmt.Errorf("reading inode %d: %w", ino, err)
 	}
+	return f.parseInode(ino, b)
+}
+
+// inodeOffset returns the byte offset of inode ino in the partition.
+func (f *filesystem) inodeOffset(ino uint32) (int64, error) {
+	if ino == 0 || ino > f.sb.inodesCount {
+		return 0, fmt.Errorf("inode %d of %d", ino, f.sb.inodesCount)
+	}
+	g, i := (ino-1)/f.sb.inodesPerGroup, (ino-1)%f.sb.inodesPerGroup
+	return int64(f.groups[g].inodeTable)*f.blockSize + int64(i)*f.inodeSize, nil
+}
+
+// parseInode decodes inode ino from b: its first 128 bytes, or the whole
+// inode (s_inode_size bytes) with its extra fields and in-inode xattrs.
+func (f *filesystem) parseInode(ino uint32, b []byte) (*inode, error) {
 	le := binary.LittleEndian
 	in := &inode{
-		num:   ino,
-		mode:  le.Uint16(b[0x00:]),
-		size:  uint64(le.Uint32(b[0x04:])) | uint64(le.Uint32(b[0x6C:]))<<32,
-		flags: le.Uint32(b[0x20:]),
+		num:     ino,
+		mode:    le.Uint16(b[0x00:]),
+		uid:     uint32(le.Uint16(b[0x02:])) | uint32(le.Uint16(b[0x78:]))<<16,
+		gid:     uint32(le.Uint16(b[0x18:])) | uint32(le.Uint16(b[0x7A:]))<<16,
+		size:    uint64(le.Uint32(b[0x04:])),
+		links:   le.Uint16(b[0x1A:]),
+		blocks:  uint64(le.Uint32(b[0x1C:])),
+		flags:   le.Uint32(b[0x20:]),
+		fileACL: uint64(le.Uint32(b[0x68:])) | uint64(le.Uint16(b[0x76:]))<<32,
+	}
+	// As the kernel's ext4_isize: i_size_high is the size's high half for
+	// regular files, and for folders only with largedir (it was i_dir_acl).
+	if in.mode&modeTypeMask == modeRegular || f.sb.incompat(incompatLargeDir) {
+		in.size |= uint64(le.Uint32(b[0x6C:])) << 32
+	}
+	if f.sb.rocompat(rocompatHugeFile) {
+		in.blocks |= uint64(le.Uint16(b[0x74:])) << 32
+		if in.flags&inodeFlagHugeFile != 0 {
+			in.blocks *= uint64(f.blockSize / 512)
+		}
 	}
 	copy(in.block[:], b[0x28:0x28+60])
+	var atimeX, ctimeX, mtimeX uint32
+	if len(b) > inodeBaseSize {
+		in.extraLen = int(le.Uint16(b[0x80:]))
+		if in.extraLen%4 != 0 || inodeBaseSize+in.extraLen > len(b) {
+			return nil, fmt.Errorf("%d extra bytes in a %d-byte inode", in.extraLen, len(b))
+		}
+		// Each extra field counts only if i_extra_isize covers it.
+		field := func(off int) uint32 {
+			if off+4 <= inodeBaseSize+in.extraLen {
+				return le.Uint32(b[off:])
+			}
+			return 0
+		}
+		ctimeX, mtimeX, atimeX = field(0x84), field(0x88), field(0x8C)
+		x := b[inodeBaseSize+in.extraLen:]
+		if len(x) >= 4 && le.Uint32(x) == xattrMagic {
+			in.xattrArea = append([]byte(nil), x[4:]...)
+		}
+	}
+	in.atime = decodeTime(le.Uint32(b[0x08:]), atimeX)
+	in.ctime = decodeTime(le.Uint32(b[0x0C:]), ctimeX)
+	in.mtime = decodeTime(le.Uint32(b[0x10:]), mtimeX)
 	return in, nil
+}
+
+// decodeTime returns the nanoseconds since the epoch of an inode timestamp:
+// base is signed seconds; the low 2 bits of extra extend them by multiples
+// of 2^32 (the kernel's ext4_decode_extra_time), its other 30 bits are
+// nanoseconds. Times past the year 2262 saturate.
+func decodeTime(base, extra uint32) int64 {
+	sec := int64(int32(base)) + int64(extra&3)<<32
+	ns := int64(extra >> 2)
+	if sec >= math.MaxInt64/1_000_000_000-1 {
+		return math.MaxInt64
+	}
+	return sec*1e9 + ns
 }
 
 // blockRun maps n logical blocks of a file, from logical, to the physical

@@ -120,32 +120,8 @@ func (f *filesystem) addJournalBitmaps(u *usedList) error {
 // stops at the first block that does not continue the log, and after reading
 // as many blocks as the journal has, so a damaged log cannot make it loop.
 func (j *journalReader) walkLog(js *journalSuper, fn func(target uint64, copyBlock func() ([]byte, error)) error) error {
-	tagSize := 8 // t_blocknr, t_checksum, t_flags
-	switch {
-	case js.incompat&jbdIncompatCsumV3 != 0:
-		tagSize = 16 // t_blocknr, t_flags (32 bits), t_blocknr_high, t_checksum
-	case js.incompat&jbdIncompat64Bit != 0:
-		tagSize = 12 // and t_blocknr_high
-	}
-	if js.incompat&jbdIncompatCsumV2 != 0 && tagSize != 16 {
-		tagSize += 2
-	}
-	tail := 0 // the descriptor block's checksum
-	if js.incompat&(jbdIncompatCsumV2|jbdIncompatCsumV3) != 0 {
-		tail = 4
-	}
-	next := func(p uint32) uint32 {
-		if p++; p >= js.maxLen {
-			p = js.first
-		}
-		return p
-	}
 	be := binary.BigEndian
-	type tag struct {
-		target uint64
-		escape bool
-	}
-	var tags []tag
+	var tags []journalTag
 	pos, seq := js.start, js.sequence
 	for steps := uint32(0); steps < js.maxLen; steps++ {
 		b, err := j.block(pos)
@@ -159,28 +135,9 @@ func (j *journalReader) walkLog(js *journalSuper, fn func(target uint64, copyBlo
 		case jbdDescriptor:
 			// The tags, each naming the filesystem block whose copy is the
 			// next block of the log.
-			tags = tags[:0]
-			for off := 12; off+tagSize <= len(b)-tail; {
-				t := b[off:]
-				target := uint64(be.Uint32(t[0:]))
-				flags := uint32(be.Uint16(t[6:]))
-				if tagSize == 16 {
-					flags = be.Uint32(t[4:])
-				}
-				if js.incompat&jbdIncompat64Bit != 0 {
-					target |= uint64(be.Uint32(t[8:])) << 32
-				}
-				tags = append(tags, tag{target, flags&jbdFlagEscape != 0})
-				off += tagSize
-				if flags&jbdFlagSameUUID == 0 {
-					off += 16
-				}
-				if flags&jbdFlagLastTag != 0 {
-					break
-				}
-			}
+			tags = js.descriptorTags(b, tags[:0])
 			for _, t := range tags {
-				pos = next(pos)
+				pos = js.next(pos)
 				if steps++; steps >= js.maxLen {
 					return nil
 				}
@@ -202,9 +159,65 @@ func (j *journalReader) walkLog(js *journalSuper, fn func(target uint64, copyBlo
 		default:
 			return nil
 		}
-		pos = next(pos)
+		pos = js.next(pos)
 	}
 	return nil
+}
+
+// next returns the log block after p, wrapping from the end of the journal
+// to s_first.
+func (js *journalSuper) next(p uint32) uint32 {
+	if p++; p >= js.maxLen {
+		p = js.first
+	}
+	return p
+}
+
+// journalTag is a descriptor block's tag: the filesystem block whose copy is
+// the next block of the log, and whether the copy's first 4 bytes, the magic
+// number, were zeroed in the log (escaped).
+type journalTag struct {
+	target uint64
+	escape bool
+}
+
+// descriptorTags appends the tags of descriptor block b to tags.
+func (js *journalSuper) descriptorTags(b []byte, tags []journalTag) []journalTag {
+	tagSize := 8 // t_blocknr, t_checksum, t_flags
+	switch {
+	case js.incompat&jbdIncompatCsumV3 != 0:
+		tagSize = 16 // t_blocknr, t_flags (32 bits), t_blocknr_high, t_checksum
+	case js.incompat&jbdIncompat64Bit != 0:
+		tagSize = 12 // and t_blocknr_high
+	}
+	if js.incompat&jbdIncompatCsumV2 != 0 && tagSize != 16 {
+		tagSize += 2
+	}
+	tail := 0 // the descriptor block's checksum
+	if js.incompat&(jbdIncompatCsumV2|jbdIncompatCsumV3) != 0 {
+		tail = 4
+	}
+	be := binary.BigEndian
+	for off := 12; off+tagSize <= len(b)-tail; {
+		t := b[off:]
+		target := uint64(be.Uint32(t[0:]))
+		flags := uint32(be.Uint16(t[6:]))
+		if tagSize == 16 {
+			flags = be.Uint32(t[4:])
+		}
+		if js.incompat&jbdIncompat64Bit != 0 {
+			target |= uint64(be.Uint32(t[8:])) << 32
+		}
+		tags = append(tags, journalTag{target, flags&jbdFlagEscape != 0})
+		off += tagSize
+		if flags&jbdFlagSameUUID == 0 {
+			off += 16
+		}
+		if flags&jbdFlagLastTag != 0 {
+			break
+		}
+	}
+	return tags
 }
 
 // journalReader reads blocks of the journal through its inode's block map.

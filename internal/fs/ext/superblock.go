@@ -29,10 +29,12 @@ const (
 	incompatJournalDev = 0x0008 // INCOMPAT_JOURNAL_DEV: this is an external journal
 	incompatMetaBG     = 0x0010 // INCOMPAT_META_BG: split group descriptor table
 	incompat64Bit      = 0x0080 // INCOMPAT_64BIT: 64-bit block numbers, s_desc_size descriptors
+	incompatLargeDir   = 0x4000 // INCOMPAT_LARGEDIR: folders over 2 GiB, 3-level htrees
 
 	rocompatSparseSuper  = 0x0001 // RO_COMPAT_SPARSE_SUPER: backups in groups 0, 1, 3^n, 5^n, 7^n
 	rocompatLargeFile    = 0x0002 // RO_COMPAT_LARGE_FILE
 	rocompatBtreeDir     = 0x0004 // RO_COMPAT_BTREE_DIR
+	rocompatHugeFile     = 0x0008 // RO_COMPAT_HUGE_FILE: 48-bit i_blocks, in blocks with EXT4_HUGE_FILE_FL
 	rocompatGdtCsum      = 0x0010 // RO_COMPAT_GDT_CSUM: descriptor checksums, uninit groups
 	rocompatBigalloc     = 0x0200 // RO_COMPAT_BIGALLOC: bitmaps count clusters, not blocks
 	rocompatMetadataCsum = 0x0400 // RO_COMPAT_METADATA_CSUM: crc32c everywhere, uninit groups
@@ -78,6 +80,7 @@ type superblock struct {
 	inodesPerGroup   uint32    // s_inodes_per_group, 0x28
 	magic            uint16    // s_magic, 0x38: 0xEF53
 	revLevel         uint32    // s_rev_level, 0x4C: 0 is the original format, 128-byte inodes
+	firstIno         uint32    // s_first_ino, 0x54 (revision 1 on; 11 before): the first inode of files
 	inodeSize        uint16    // s_inode_size, 0x58 (revision 1 on)
 	featureCompat    uint32    // s_feature_compat, 0x5C
 	featureIncompat  uint32    // s_feature_incompat, 0x60
@@ -109,6 +112,7 @@ func parseSuperblock(b []byte) (*superblock, error) {
 		inodesPerGroup:   le.Uint32(b[0x28:]),
 		magic:            le.Uint16(b[0x38:]),
 		revLevel:         le.Uint32(b[0x4C:]),
+		firstIno:         11,
 		inodeSize:        le.Uint16(b[0x58:]),
 		featureCompat:    le.Uint32(b[0x5C:]),
 		featureIncompat:  le.Uint32(b[0x60:]),
@@ -120,6 +124,9 @@ func parseSuperblock(b []byte) (*superblock, error) {
 	}
 	if sb.magic != magic {
 		return nil, fmt.Errorf("ext: no superblock magic: %w", fs.ErrUnknown)
+	}
+	if sb.revLevel > 0 {
+		sb.firstIno = le.Uint32(b[0x54:])
 	}
 	copy(sb.uuid[:], b[0x68:0x78])
 	copy(sb.volumeName[:], b[0x78:0x88])
