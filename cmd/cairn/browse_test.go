@@ -1,0 +1,149 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"cairn/internal/disktest"
+	"cairn/internal/treetest"
+)
+
+// contentTree maps every path below root to its type and, for files, content hash:
+// what two views of one filesystem must agree on whatever owners and modes they show.
+func contentTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." || rel == "lost+found" || strings.HasPrefix(rel, "lost+found/") || strings.HasPrefix(rel, "System Volume Information") {
+			return nil
+		}
+		switch {
+		case fi.IsDir():
+			out[rel] = "dir"
+		case fi.Mode().IsRegular():
+			s := fileSHA(t, p)
+			out[rel] = "file " + string(s[:])
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out[rel] = "link " + target
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameContent(t *testing.T, what string, want, got map[string]string) {
+	t.Helper()
+	var diffs []string
+	for p, w := range want {
+		if g, ok := got[p]; !ok {
+			diffs = append(diffs, "missing "+p)
+		} else if g != w {
+			diffs = append(diffs, "differs "+p)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			diffs = append(diffs, "extra "+p)
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		if len(diffs) > 20 {
+			diffs = diffs[:20]
+		}
+		t.Errorf("%s: %d differences (of %d entries): %v", what, len(diffs), len(want), diffs)
+	}
+}
+
+// The files inside an image snapshot are there to list, print, restore and mount,
+// without a restore of the disk: each partition's files equal the source's.
+func TestBrowseFilesInsideImages(t *testing.T) {
+	e := newEnv(t)
+	d, _ := gptDisk(t, e.dir)
+	e.must("init")
+	e.must("image", "create", d.Path)
+
+	// The ext4 root (part2): every entry with its metadata, through restore.
+	root := d.Parts[1]
+	orig := disktest.Mount(t, disktest.AttachPartition(t, d.Path, root.Start, root.Size), "ext4", true)
+	target := filepath.Join(e.dir, "part2")
+	e.must("restore", "latest:/part2", "--target", target, "--verify")
+	treetest.RequireEqual(t, orig, target, treetest.CompareOptions{IgnoreATime: true, IgnoreRootMeta: true})
+
+	// ls shows the same entries with sizes; cat prints a file.
+	var nodes []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(e.must("ls", "--json", "latest", "/part2")), "\n") {
+		var n map[string]any
+		if err := json.Unmarshal([]byte(line), &n); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	listed := map[string]bool{}
+	for _, n := range nodes {
+		listed[strings.TrimPrefix(n["path"].(string), "/part2/")] = true
+	}
+	for p := range contentTree(t, orig) {
+		if !listed[p] {
+			t.Errorf("ls of /part2 lacks %s", p)
+		}
+	}
+	want, err := os.ReadFile(filepath.Join(orig, "random.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.must("cat", "latest", "/part2/random.bin"); got != string(want) {
+		t.Error("cat /part2/random.bin differs")
+	}
+	disktest.Unmount(t, orig)
+
+	// The NTFS data partition (part3): names and content, through restore.
+	data := d.Parts[2]
+	ntfsOrig := disktest.Mount(t, disktest.AttachPartition(t, d.Path, data.Start, data.Size), "ntfs", true)
+	target3 := filepath.Join(e.dir, "part3")
+	e.must("restore", "latest:/part3", "--target", target3)
+	sameContent(t, "NTFS part3 restored", contentTree(t, ntfsOrig), contentTree(t, target3))
+
+	// The FAT32 EFI partition (part1) is listed; it holds only a label here.
+	e.must("ls", "latest", "/part1")
+
+	// Through the mount: partN/ holds the same files.
+	mnt := t.TempDir()
+	e.startMount(mnt)
+	snapDir := filepath.Join(mnt, "latest")
+	sameContent(t, "NTFS part3 mounted", contentTree(t, ntfsOrig), contentTree(t, filepath.Join(snapDir, "part3")))
+	disktest.Unmount(t, ntfsOrig)
+	orig = disktest.Mount(t, disktest.AttachPartition(t, d.Path, root.Start, root.Size), "ext4", true)
+	treetest.RequireEqual(t, orig, filepath.Join(snapDir, "part2"), treetest.CompareOptions{IgnoreATime: true, IgnoreRootMeta: true, IgnoreSparse: true})
+	disktest.Unmount(t, orig)
+
+	// diff between two images of a changed disk names the changed file.
+	part := disktest.AttachPartition(t, d.Path, root.Start, root.Size)
+	rw := disktest.Mount(t, part, "ext4", false)
+	writeFile(t, filepath.Join(rw, "added.txt"), []byte("new"))
+	disktest.Unmount(t, rw)
+	disktest.Detach(t, part)
+	e.must("image", "create", d.Path)
+	var ids []map[string]any
+	if err := json.Unmarshal([]byte(e.must("snapshots", "--json")), &ids); err != nil {
+		t.Fatal(err)
+	}
+	diff := e.must("diff", ids[0]["short_id"].(string), ids[1]["short_id"].(string))
+	if !strings.Contains(diff, "+    /part2/added.txt") {
+		t.Errorf("diff of two images:\n%s", diff)
+	}
+}
