@@ -49,4 +49,3 @@ func TestSubsetCoversEveryPackOnce(t *testing.T) {
 		}
 	}
 }
-

@@ -175,7 +175,7 @@ func (n *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 			return nil, syscall.ENOENT
 		}
 		target := "snapshots/" + list[len(list)-1].ID.Short()
-		out.Attr.Mode, out.Attr.Size = syscall.S_IFLNK|0o777, uint64(len(target))
+		out.Mode, out.Size = syscall.S_IFLNK|0o777, uint64(len(target))
 		// A short timeout: latest changes when a backup runs.
 		out.SetEntryTimeout(time.Second)
 		out.SetAttrTimeout(time.Second)
@@ -282,7 +282,7 @@ func (n *linksDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	for _, id := range n.ids {
 		if id == name {
 			target := "../../snapshots/" + id
-			out.Attr.Mode, out.Attr.Size = syscall.S_IFLNK|0o777, uint64(len(target))
+			out.Mode, out.Size = syscall.S_IFLNK|0o777, uint64(len(target))
 			return n.NewInode(ctx, &linkNode{target: target}, fs.StableAttr{Mode: syscall.S_IFLNK}), 0
 		}
 	}

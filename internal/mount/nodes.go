@@ -263,8 +263,8 @@ func (n *imageDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 func (n *imageDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if open, ok := n.images()[name]; ok {
 		size := n.sizeOf(name)
-		out.Attr.Mode, out.Attr.Size, out.Attr.Nlink = syscall.S_IFREG|0o444, uint64(size), 1
-		out.Attr.Blocks = (uint64(size) + 511) / 512
+		out.Mode, out.Size, out.Nlink = syscall.S_IFREG|0o444, uint64(size), 1
+		out.Blocks = (uint64(size) + 511) / 512
 		setTime(&out.Attr, n.snap.Time.UnixNano(), n.snap.Time.UnixNano(), n.snap.Time.UnixNano())
 		return n.NewInode(ctx, &rawFile{open: open, size: size, t: n.snap.Time.UnixNano()}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
 	}

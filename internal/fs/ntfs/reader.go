@@ -421,7 +421,7 @@ func interix(e *fs.Entry, data stream) error {
 	case magic == intxLink:
 		target := decodeUTF16(b[8:])
 		if target == "" || strings.IndexByte(target, 0) >= 0 {
-			return fmt.Errorf("Interix symbolic link to %q", target)
+			return fmt.Errorf("interix symbolic link to %q", target)
 		}
 		e.Type, e.Mode, e.LinkTarget, e.Size = fs.TypeSymlink, 0o777, target, int64(len(target))
 	case (magic == intxChar || magic == intxBlock) && len(b) == 24:

@@ -245,12 +245,12 @@ func TestReaderRealNTFS(t *testing.T) {
 				differ("%s: %s %v, ntfs-3g %v", rel, tm.what, time.Unix(0, tm.got).UTC(), time.Unix(0, tm.ts.Nano()).UTC())
 			}
 		}
-		switch mode := st.Mode & syscall.S_IFMT; {
-		case mode == syscall.S_IFDIR:
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFDIR:
 			if e.Type != cfs.TypeDir || e.Mode != 0o755 {
 				differ("%s: %s %o, ntfs-3g a folder", rel, e.Type, e.Mode)
 			}
-		case mode == syscall.S_IFLNK:
+		case syscall.S_IFLNK:
 			target, err := os.Readlink(p)
 			if err != nil {
 				return err
@@ -265,7 +265,7 @@ func TestReaderRealNTFS(t *testing.T) {
 			if e.Type != cfs.TypeSymlink || e.LinkTarget != want || e.Size != int64(len(want)) {
 				differ("%s: %s to %q, ntfs-3g a link to %q", rel, e.Type, e.LinkTarget, target)
 			}
-		case mode == syscall.S_IFREG:
+		case syscall.S_IFREG:
 			b, err := os.ReadFile(p)
 			if err != nil {
 				return err
