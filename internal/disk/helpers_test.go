@@ -17,7 +17,7 @@ func needTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed", n)
+			t.Fatalf("%s not installed: .ci/run installs it", n)
 		}
 	}
 }

@@ -43,7 +43,7 @@ func benchCmd(b *testing.B, name string, args ...string) {
 func BenchmarkReader(b *testing.B) {
 	for _, tool := range []string{"mkfs.vfat", "mcopy"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("%s not installed", tool)
+			b.Fatalf("%s not installed: .ci/run installs it", tool)
 		}
 	}
 	dir := b.TempDir()

@@ -26,6 +26,7 @@ package fat
 
 import (
 	"bytes"
+	"cairn/internal/fs/lru"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,7 @@ const (
 type reader struct {
 	v   *volume
 	r   io.ReaderAt
-	fat *lru[int64, []byte] // blocks of the first FAT by number
+	fat *lru.Cache[int64, []byte] // blocks of the first FAT by number
 }
 
 // node is a FAT reader's handle of an entry (fs.Entry.Sys).
@@ -94,7 +95,7 @@ func Open(r io.ReaderAt, size int64) (fs.Reader, error) {
 	if fsSize := v.totalSecs * v.sectorSize; fsSize > size {
 		return nil, fmt.Errorf("%w: the volume is %d bytes, its partition only %d (truncated?)", errCorrupt, fsSize, size)
 	}
-	return &reader{v: v, r: r, fat: newLRU[int64, []byte](fatCacheBlocks)}, nil
+	return &reader{v: v, r: r, fat: lru.New[int64, []byte](fatCacheBlocks)}, nil
 }
 
 // Root returns the root folder, named "/".
@@ -337,7 +338,7 @@ func (rd *reader) next(cl uint32) (uint32, error) {
 	v := rd.v
 	off := int64(cl) * int64(v.bits) / 8
 	blk := off / fatBlock
-	buf, ok := rd.fat.get(blk)
+	buf, ok := rd.fat.Get(blk)
 	if !ok {
 		fatLen := ((v.clusters+2)*int64(v.bits) + 7) / 8
 		start := blk * fatBlock
@@ -345,7 +346,7 @@ func (rd *reader) next(cl uint32) (uint32, error) {
 		if err := readAt(rd.r, buf, v.reservedSecs*v.sectorSize+start); err != nil {
 			return 0, fmt.Errorf("FAT: %w", err)
 		}
-		rd.fat.put(blk, buf)
+		rd.fat.Put(blk, buf)
 	}
 	// FAT12 tables are at most 6 KiB, inside block 0, so entries are
 	// counted from the start of the block in every case.

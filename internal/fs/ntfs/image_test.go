@@ -34,7 +34,7 @@ func requireRoot(t *testing.T, tools ...string) {
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s not installed: .ci/run installs it", tool)
 		}
 	}
 }

@@ -25,6 +25,7 @@
 package ntfs
 
 import (
+	"cairn/internal/fs/lru"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,7 +67,7 @@ type volume struct {
 	mft          *runReader // the $MFT's data
 	// mftCache holds blocks of the $MFT's data by number; it is set once
 	// the $MFT's runlist is known.
-	mftCache *lru[int64, []byte]
+	mftCache *lru.Cache[int64, []byte]
 }
 
 // Probe reads the NTFS volume on r, a partition of size bytes. It returns an
@@ -124,7 +125,7 @@ func open(r io.ReaderAt, size int64) (*volume, error) {
 	if err := v.openMFT(); err != nil {
 		return nil, corrupt(err)
 	}
-	v.mftCache = newLRU[int64, []byte](mftCacheBlocks)
+	v.mftCache = lru.New[int64, []byte](mftCacheBlocks)
 	return v, nil
 }
 
@@ -266,7 +267,7 @@ func (v *volume) readMFT(buf []byte, off int64) error {
 		return err
 	}
 	blk := off / mftBlock
-	data, ok := v.mftCache.get(blk)
+	data, ok := v.mftCache.Get(blk)
 	if !ok {
 		data = make([]byte, min(mftBlock, v.mft.dataSize-blk*mftBlock))
 		if _, err := v.mft.ReadAt(data, blk*mftBlock); err != nil && err != io.EOF {
@@ -275,7 +276,7 @@ func (v *volume) readMFT(buf []byte, off int64) error {
 			_, err := v.mft.ReadAt(buf, off)
 			return err
 		}
-		v.mftCache.put(blk, data)
+		v.mftCache.Put(blk, data)
 	}
 	copy(buf, data[off-blk*mftBlock:])
 	return nil

@@ -23,7 +23,7 @@ func mountSmallExt4(t *testing.T) string {
 		t.Skip("mounting a loop device needs root")
 	}
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		t.Skip("mkfs.ext4 not installed")
+		t.Fatal("mkfs.ext4 not installed: .ci/run installs it")
 	}
 	img := filepath.Join(t.TempDir(), "disk.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {

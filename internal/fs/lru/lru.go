@@ -1,10 +1,11 @@
-package ntfs
+// Package lru is a small least-recently-used cache for the filesystem readers.
+package lru
 
 import "sync"
 
-// lru is a small least-recently-used cache, safe for concurrent use. The values
+// Cache is a small least-recently-used cache, safe for concurrent use. The values
 // it holds are shared: callers must not change them.
-type lru[K comparable, V any] struct {
+type Cache[K comparable, V any] struct {
 	mu    sync.Mutex
 	max   int
 	tick  uint64
@@ -16,12 +17,13 @@ type lruItem[V any] struct {
 	used uint64
 }
 
-func newLRU[K comparable, V any](max int) *lru[K, V] {
-	return &lru[K, V]{max: max, items: make(map[K]*lruItem[V], max)}
+// New returns a cache of at most max values.
+func New[K comparable, V any](max int) *Cache[K, V] {
+	return &Cache[K, V]{max: max, items: make(map[K]*lruItem[V], max)}
 }
 
-// get returns the value cached under k.
-func (c *lru[K, V]) get(k K) (V, bool) {
+// Get returns the value cached under k.
+func (c *Cache[K, V]) Get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	it, ok := c.items[k]
@@ -34,10 +36,10 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return it.v, true
 }
 
-// put caches v under k, evicting the least recently used value if full. The
+// Put caches v under k, evicting the least recently used value if full. The
 // caches are small (tens of items), so finding it by a scan is cheap next to
 // the read that filled the slot.
-func (c *lru[K, V]) put(k K, v V) {
+func (c *Cache[K, V]) Put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick++
