@@ -75,6 +75,9 @@ func (l *limited) acquire(ctx context.Context) error {
 
 func (l *limited) release() { <-l.sem }
 
+// Connections is the limit: no more pack saves should run at once than it allows.
+func (l *limited) Connections() int { return min(cap(l.sem), Connections(l.Storage)) }
+
 func (l *limited) Save(ctx context.Context, h Handle, data []byte) error {
 	if err := l.acquire(ctx); err != nil {
 		return err
@@ -112,6 +115,9 @@ type retrying struct {
 	Storage
 	opts WrapOptions
 }
+
+// Connections is what the wrapped storage says.
+func (r *retrying) Connections() int { return Connections(r.Storage) }
 
 // stop carries an error that must be returned without retrying.
 type stop struct{ err error }

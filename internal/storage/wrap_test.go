@@ -376,3 +376,24 @@ func TestWrapNoOptionsKeepsData(t *testing.T) {
 		t.Errorf("Load = %d bytes, %v", len(b), err)
 	}
 }
+
+// connStorage says how many pack saves it wants at once.
+type connStorage struct {
+	storage.Storage
+	n int
+}
+
+func (c connStorage) Connections() int { return c.n }
+
+func TestWrapKeepsConnections(t *testing.T) {
+	for _, tt := range []struct{ inner, limit, want int }{
+		{inner: 8, limit: 0, want: 8},  // retries only: the storage's own figure
+		{inner: 8, limit: 4, want: 4},  // the limit caps it
+		{inner: 2, limit: 16, want: 2}, // a limit above it changes nothing
+	} {
+		s := storage.Wrap(connStorage{mem.New(), tt.inner}, storage.WrapOptions{Connections: tt.limit})
+		if got := storage.Connections(s); got != tt.want {
+			t.Errorf("inner %d, limit %d: Connections = %d, want %d", tt.inner, tt.limit, got, tt.want)
+		}
+	}
+}
