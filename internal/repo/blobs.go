@@ -170,6 +170,7 @@ func (p *packers) store(ctx context.Context, op *openPack) error {
 	if err := r.st.Save(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()}, data); err != nil {
 		return fmt.Errorf("save pack: %w", err)
 	}
+	r.cachePack(op.t, id, data)
 	ip := format.IndexPack{ID: id, Blobs: op.blobs}
 	r.index.mu.Lock()
 	r.index.addPack(ip)
@@ -234,6 +235,9 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 	l, ok := r.index.lookup(t, id)
 	if !ok {
 		return nil, fmt.Errorf("%v blob %s: not in index", t, id.Short())
+	}
+	if data, ok, err := r.loadCachedBlob(ctx, t, id, l); ok {
+		return data, err
 	}
 	sealed, err := r.st.Load(ctx, storage.Handle{Type: storage.PackFile, Name: l.Pack.String()}, int64(l.Offset), int64(l.Length))
 	if err != nil {

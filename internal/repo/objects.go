@@ -122,6 +122,9 @@ func (r *Repository) CheckFile(ctx context.Context, t storage.FileType, name str
 	if err != nil {
 		return fmt.Errorf("%s/%s: name is not an id", t, name)
 	}
+	if t != storage.PackFile {
+		r.cache.remove(t, name) // check the stored file, not a cached copy
+	}
 	switch t {
 	case storage.IndexFile:
 		_, err = r.LoadIndexFile(ctx, id)

@@ -44,6 +44,7 @@ type Repository struct {
 	dec    *zstd.Decoder
 	index  *masterIndex
 	packer *packers
+	cache  *cache // nil: off (cache.go)
 }
 
 // Init creates a repository in st protected by password.
@@ -152,6 +153,11 @@ func currentUser() string {
 
 // Open opens the repository in st with password and loads its index.
 func Open(ctx context.Context, st storage.Storage, password string) (*Repository, error) {
+	return OpenWith(ctx, st, password, OpenOptions{})
+}
+
+// OpenWith is Open with options, such as a local cache (OpenOptions).
+func OpenWith(ctx context.Context, st storage.Storage, password string, opts OpenOptions) (*Repository, error) {
 	if _, err := st.Stat(ctx, storage.Handle{Type: storage.ConfigFile}); err != nil {
 		if storage.IsNotExist(err) {
 			return nil, fmt.Errorf("%s: %w", st.Location(), ErrNoRepository)
@@ -201,9 +207,11 @@ func Open(ctx context.Context, st storage.Storage, password string) (*Repository
 	}
 	r := newRepository(st, key, cfg)
 	r.keyID = keyName
+	r.useCache(opts)
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
+	r.dropUnindexedPacks()
 	return r, nil
 }
 
