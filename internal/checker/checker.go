@@ -64,6 +64,9 @@ type checker struct {
 // not run at all (such as an unreachable storage).
 func Check(ctx context.Context, r *repo.Repository, opts Options) (*Result, error) {
 	c := &checker{r: r, opts: opts, bad: map[repo.ID]string{}}
+	if err := c.checkKeyFiles(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.checkIndexFiles(ctx); err != nil {
 		return nil, err
 	}
@@ -81,6 +84,21 @@ func (c *checker) problem(obj string, err error) {
 	c.mu.Lock()
 	c.res.Problems = append(c.res.Problems, Problem{Object: obj, Err: err})
 	c.mu.Unlock()
+}
+
+// checkKeyFiles verifies that every key file is what was stored: a damaged one
+// may be the only key of some password.
+func (c *checker) checkKeyFiles(ctx context.Context) error {
+	files, err := c.r.ListFiles(ctx, storage.KeyFile)
+	if err != nil {
+		return fmt.Errorf("list key files: %w", err)
+	}
+	for _, f := range files {
+		if err := c.r.CheckKeyFile(ctx, f.Name); err != nil {
+			c.problem("key "+short(f.Name), fmt.Errorf("%w (if its password is one you use, add it again with 'cairn key add'; then 'cairn key remove %s')", err, short(f.Name)))
+		}
+	}
+	return nil
 }
 
 func (c *checker) checkIndexFiles(ctx context.Context) error {

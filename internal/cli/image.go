@@ -267,6 +267,7 @@ func runImageRestore(cmd *cobra.Command, g *globalOptions, o imageRestoreOptions
 		}
 		return err
 	}
+	res.Warnings = append(res.Warnings, lostWarnings(s.Image, o.partition)...)
 	for _, w := range res.Warnings {
 		g.printer.Warning(target, w)
 	}

@@ -214,6 +214,12 @@ func (g *globalOptions) openRepository(ctx context.Context, create bool) (*repo.
 		return nil, err
 	}
 	st, err := openStorage(l, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A repository that lost its config is not made anew over its data.
+		if keys, _ := os.ReadDir(filepath.Join(l.localPath(), "keys")); len(keys) > 0 {
+			return nil, fmt.Errorf("%s: the repository cannot be opened: its config file is missing (it holds the repository's id and chunker settings; keys/ and the data are still there)", l.localPath())
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) && l.isDefault && create {
 		return g.initRepository(ctx, l)
 	}

@@ -85,9 +85,12 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, err := snapshot.List(ctx, r, flt)
+			list, damaged, err := snapshot.ListAll(ctx, r, flt)
 			if err != nil {
 				return err
+			}
+			for id, err := range damaged {
+				g.printer.Warning("snapshot "+id.Short(), fmt.Sprintf("%v; 'cairn repair snapshots --forget' removes it", err))
 			}
 			out := make([]snapshotJSON, 0, len(list))
 			for _, e := range list {

@@ -18,6 +18,16 @@ type Image struct {
 	Table      string        `json:"table"` // "gpt", "mbr" or "none"
 	DiskID     string        `json:"disk_id,omitempty"`
 	Regions    []ImageRegion `json:"regions"`
+	// Lost lists the runs of the disk whose chunks were lost from the repository and
+	// that a repair replaced with null chunks: they restore as zeros, and a restore
+	// says so. Sorted by offset, not overlapping; omitted when none.
+	Lost []ByteRange `json:"lost,omitempty"`
+}
+
+// ByteRange is the run of Length bytes of a disk that starts at Offset.
+type ByteRange struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
 }
 
 // Region kinds.
@@ -86,6 +96,13 @@ func (img *Image) check() error {
 	}
 	if end != img.Size {
 		return fmt.Errorf("image: regions cover %d of %d bytes", end, img.Size)
+	}
+	var next int64
+	for i, l := range img.Lost {
+		if l.Offset < next || l.Length <= 0 || l.Length > img.Size-l.Offset {
+			return fmt.Errorf("image: lost range %d (%d+%d) is not sorted, not disjoint or not within %d bytes", i, l.Offset, l.Length, img.Size)
+		}
+		next = l.Offset + l.Length
 	}
 	return nil
 }

@@ -52,6 +52,9 @@ func Init(ctx context.Context, st storage.Storage, password string, opts Options
 	if _, err := st.Stat(ctx, storage.Handle{Type: storage.ConfigFile}); err == nil {
 		return nil, fmt.Errorf("a repository already exists at %s", st.Location())
 	}
+	if err := missingConfig(ctx, st); !errors.Is(err, ErrNoRepository) {
+		return nil, fmt.Errorf("refusing to create a repository over the files of another: %w", err)
+	}
 	key, err := crypto.NewRandomKey()
 	if err != nil {
 		return nil, err
@@ -132,11 +135,7 @@ func (r *Repository) AddKey(ctx context.Context, password string, kdf crypto.KDF
 	if err != nil {
 		return "", err
 	}
-	var name [32]byte
-	if _, err := rand.Read(name[:]); err != nil {
-		return "", err
-	}
-	h := storage.Handle{Type: storage.KeyFile, Name: hex.EncodeToString(name[:])}
+	h := storage.Handle{Type: storage.KeyFile, Name: keyFileName(b)}
 	if err := r.st.Save(ctx, h, b); err != nil {
 		return "", fmt.Errorf("save key: %w", err)
 	}
@@ -160,38 +159,13 @@ func Open(ctx context.Context, st storage.Storage, password string) (*Repository
 func OpenWith(ctx context.Context, st storage.Storage, password string, opts OpenOptions) (*Repository, error) {
 	if _, err := st.Stat(ctx, storage.Handle{Type: storage.ConfigFile}); err != nil {
 		if storage.IsNotExist(err) {
-			return nil, fmt.Errorf("%s: %w", st.Location(), ErrNoRepository)
+			return nil, missingConfig(ctx, st)
 		}
 		return nil, err
 	}
-	var names []string
-	err := st.List(ctx, storage.KeyFile, func(fi storage.FileInfo) error {
-		names = append(names, fi.Name)
-		return nil
-	})
+	key, keyName, err := openWithKeys(ctx, st, password)
 	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
-	}
-	var key *crypto.Key
-	var keyName string
-	var lastErr error
-	for _, name := range names {
-		k, err := openKey(ctx, st, name, password)
-		if errors.Is(err, crypto.ErrAuth) {
-			continue
-		}
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		key, keyName = k, name
-		break
-	}
-	if key == nil {
-		if lastErr != nil {
-			return nil, fmt.Errorf("%w (and a key file could not be read: %v)", ErrWrongPassword, lastErr)
-		}
-		return nil, ErrWrongPassword
+		return nil, err
 	}
 	sealed, err := st.Load(ctx, storage.Handle{Type: storage.ConfigFile}, 0, 0)
 	if err != nil {
@@ -199,11 +173,11 @@ func OpenWith(ctx context.Context, st storage.Storage, password string, opts Ope
 	}
 	plain, err := key.Open(nil, sealed)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("the repository cannot be opened: its config file is damaged (%v)", err)
 	}
 	cfg, err := format.DecodeConfig(plain)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the repository cannot be opened: its config file is damaged (%v)", err)
 	}
 	r := newRepository(st, key, cfg)
 	r.keyID = keyName

@@ -52,18 +52,32 @@ func samePaths(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// List loads every snapshot that passes f, oldest first.
+// List loads every snapshot that passes f, oldest first. Snapshot files that are
+// damaged (see ListAll) are left out; a failure to read one is an error.
 func List(ctx context.Context, r *repo.Repository, f Filter) ([]Entry, error) {
+	list, _, err := ListAll(ctx, r, f)
+	return list, err
+}
+
+// ListAll is List that also returns the snapshot files that are damaged or gone
+// (repo.ErrDamaged), with why, so that one damaged snapshot does not hide the others;
+// check reports them and 'repair snapshots --forget' removes them.
+func ListAll(ctx context.Context, r *repo.Repository, f Filter) ([]Entry, map[repo.ID]error, error) {
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	entries := make([]Entry, len(ids))
+	errs := make([]error, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for i, id := range ids {
 		g.Go(func() error {
-			s, err := r.LoadSnapshot(gctx, id)
+			s, err := r.ReadSnapshot(gctx, id)
+			if errors.Is(err, repo.ErrDamaged) {
+				errs[i] = err
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -72,11 +86,17 @@ func List(ctx context.Context, r *repo.Repository, f Filter) ([]Entry, error) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	damaged := map[repo.ID]error{}
+	for i, err := range errs {
+		if err != nil {
+			damaged[ids[i]] = err
+		}
 	}
 	out := entries[:0]
 	for _, e := range entries {
-		if f.Match(e.Snapshot) {
+		if e.Snapshot != nil && f.Match(e.Snapshot) {
 			out = append(out, e)
 		}
 	}
@@ -86,7 +106,7 @@ func List(ctx context.Context, r *repo.Repository, f Filter) ([]Entry, error) {
 		}
 		return out[i].ID.String() < out[j].ID.String()
 	})
-	return out, nil
+	return out, damaged, nil
 }
 
 // ErrNotFound is returned when no snapshot matches a name.
