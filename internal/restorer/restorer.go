@@ -115,7 +115,7 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 
 	// Plan: count what will be restored.
 	var files, bytes int64
-	if err := rs.walk(ctx, root, rootPath, func(p string, rel []string, e *vfs.Entry) error {
+	if err := rs.walk(ctx, root, rootPath, nil, func(p string, rel []string, e *vfs.Entry) error {
 		if e.Node.Type == repo.NodeFile {
 			files++
 			bytes += int64(e.Node.Size)
@@ -137,7 +137,7 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 			}
 		}()
 	}
-	walkErr := rs.walk(ctx, root, rootPath, func(p string, rel []string, e *vfs.Entry) error {
+	walkErr := rs.walk(ctx, root, rootPath, rs.fail, func(p string, rel []string, e *vfs.Entry) error {
 		dst, err := rs.prepare(rel)
 		if err != nil {
 			rs.fail(p, err)
@@ -176,10 +176,12 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 }
 
 // walk visits the entries to restore, with their snapshot path and their path
-// relative to the target, applying Include and Exclude.
-func (rs *restorer) walk(ctx context.Context, root *vfs.Entry, rootPath string, fn func(p string, rel []string, e *vfs.Entry) error) error {
+// relative to the target, applying Include and Exclude. A folder below the root
+// whose listing cannot be read (damaged, say) is passed to dirErr, if set, and the
+// walk goes on with the rest.
+func (rs *restorer) walk(ctx context.Context, root *vfs.Entry, rootPath string, dirErr func(p string, err error), fn func(p string, rel []string, e *vfs.Entry) error) error {
 	rootPath = path.Clean("/" + rootPath)
-	return vfs.Walk(ctx, root, rootPath, func(p string, e *vfs.Entry) error {
+	return walkEntries(ctx, root, rootPath, rootPath, dirErr, func(p string, e *vfs.Entry) error {
 		var rel []string
 		if p != rootPath {
 			rel = strings.Split(strings.TrimPrefix(p, strings.TrimSuffix(rootPath, "/")+"/"), "/")
@@ -203,6 +205,39 @@ func (rs *restorer) walk(ctx context.Context, root *vfs.Entry, rootPath string, 
 		}
 		return fn(p, rel, e)
 	})
+}
+
+// walkEntries is vfs.Walk that, below the root, reports a folder it cannot list to
+// dirErr (when set) instead of stopping.
+func walkEntries(ctx context.Context, e *vfs.Entry, p, root string, dirErr func(string, error), fn func(p string, e *vfs.Entry) error) error {
+	if err := fn(p, e); err != nil {
+		if errors.Is(err, vfs.SkipDir) {
+			return nil
+		}
+		return err
+	}
+	if !e.IsDir() {
+		return nil
+	}
+	kids, err := e.Children(ctx)
+	if err != nil {
+		if p == root || ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if dirErr != nil {
+			dirErr(p, fmt.Errorf("cannot list the folder: %w", err))
+		}
+		return nil
+	}
+	for _, k := range kids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := walkEntries(ctx, k, path.Join(p, k.Name()), root, dirErr, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepare returns the target path of rel after making sure that every folder on the
