@@ -35,6 +35,7 @@ Exit status: 0 no problems; 1 problems found (listed).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			g.bypassCache = true // check the stored copies, not cached ones
 			r, err := g.openRepository(ctx, false)
 			if err != nil {
 				return err

@@ -17,8 +17,6 @@ import (
 
 	"cairn/internal/crypto"
 	"cairn/internal/repo"
-	"cairn/internal/storage"
-	"cairn/internal/storage/local"
 )
 
 // location is where a repository is, as resolved from --repo or the default.
@@ -61,7 +59,7 @@ func (g *globalOptions) location() (location, error) {
 
 // localPath returns the folder of a local repository, or "" for a remote one.
 func (l location) localPath() string {
-	if strings.HasPrefix(l.spec, "sftp:") || strings.HasPrefix(l.spec, "s3:") {
+	if isRemote(l.spec) {
 		return ""
 	}
 	p, err := filepath.Abs(l.spec)
@@ -69,16 +67,6 @@ func (l location) localPath() string {
 		return l.spec
 	}
 	return p
-}
-
-func openStorage(l location, create bool) (storage.Storage, error) {
-	if l.localPath() == "" {
-		return nil, usageError("repository %q: remote repositories are not supported yet", l.spec)
-	}
-	if create {
-		return local.Create(l.localPath())
-	}
-	return local.Open(l.localPath())
 }
 
 func (g *globalOptions) kdf() crypto.KDFParams {
@@ -166,7 +154,7 @@ func (g *globalOptions) initRepository(ctx context.Context, l location) (*repo.R
 			return nil, err
 		}
 	}
-	st, err := openStorage(l, true)
+	st, err := g.openStorage(ctx, l, true)
 	if err != nil {
 		return nil, err
 	}
@@ -213,8 +201,8 @@ func (g *globalOptions) openRepository(ctx context.Context, create bool) (*repo.
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStorage(l, false)
-	if errors.Is(err, fs.ErrNotExist) {
+	st, err := g.openStorage(ctx, l, false)
+	if errors.Is(err, fs.ErrNotExist) && l.localPath() != "" {
 		// A repository that lost its config is not made anew over its data.
 		if keys, _ := os.ReadDir(filepath.Join(l.localPath(), "keys")); len(keys) > 0 {
 			return nil, fmt.Errorf("%s: the repository cannot be opened: its config file is missing (it holds the repository's id and chunker settings; keys/ and the data are still there)", l.localPath())
@@ -243,7 +231,7 @@ func (g *globalOptions) openRepository(ctx context.Context, create bool) (*repo.
 			return nil, err
 		}
 	}
-	r, err := repo.Open(ctx, st, pw)
+	r, err := repo.OpenWith(ctx, st, pw, g.openOptions(l))
 	if err != nil {
 		return nil, err
 	}

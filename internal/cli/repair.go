@@ -39,6 +39,7 @@ be read are left out of it and listed; 'cairn repair packs' salvages them.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			g.bypassCache = true // repair what is stored, not cached copies
 			r, err := g.openRepository(ctx, false)
 			if err != nil {
 				return err
@@ -95,6 +96,7 @@ them again (and makes whole every snapshot that used them); for data that no
 longer exists, 'cairn repair snapshots' keeps the rest of the snapshots.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			g.bypassCache = true // repair what is stored, not cached copies
 			r, err := g.openRepository(ctx, false)
 			if err != nil {
 				return err
@@ -266,6 +268,7 @@ cannot be repaired and was not removed.`,
 
 func runRepairSnapshots(cmd *cobra.Command, g *globalOptions, o repairSnapshotOptions, args []string) error {
 	ctx := cmd.Context()
+	g.bypassCache = true // repair what is stored, not cached copies
 	r, err := g.openRepository(ctx, false)
 	if err != nil {
 		return err

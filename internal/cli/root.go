@@ -17,6 +17,10 @@ type globalOptions struct {
 	quiet        bool
 	verbose      int
 	insecureKDF  bool
+	cacheDir     string
+	noCache      bool
+	// bypassCache is set by commands that must read the stored files themselves.
+	bypassCache bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -50,6 +54,8 @@ With no --repo, cairn uses a repository in your data folder, made on first use.`
 	f.BoolVar(&g.json, "json", false, "machine-readable output: one JSON object per line")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and the result")
 	f.CountVarP(&g.verbose, "verbose", "v", "print more (repeat for even more)")
+	f.StringVar(&g.cacheDir, "cache-dir", os.Getenv("CAIRN_CACHE_DIR"), "keep the local cache of remote repositories here (env CAIRN_CACHE_DIR); default: a folder in your cache folder")
+	f.BoolVar(&g.noCache, "no-cache", false, "do not use the local cache of a remote repository")
 	f.BoolVar(&g.insecureKDF, "insecure-kdf", false, "use a fast password hash for new keys (only for tests)")
 	_ = f.MarkHidden("insecure-kdf")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
