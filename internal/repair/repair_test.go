@@ -14,7 +14,6 @@ import (
 	"cairn/internal/repo"
 	"cairn/internal/repo/repotest"
 	"cairn/internal/storage"
-	"cairn/internal/storage/mem"
 )
 
 func chunk(seed int64, n int) []byte {
@@ -27,12 +26,12 @@ func chunk(seed int64, n int) []byte {
 // test can damage exactly one.
 type fixture struct {
 	t  *testing.T
-	st *mem.Storage
+	st storage.Storage
 	r  *repo.Repository
 }
 
 func newFixture(t *testing.T) *fixture {
-	st := mem.New()
+	st := repotest.Storage(t)
 	return &fixture{t: t, st: st, r: repotest.NewOn(t, st)}
 }
 
@@ -312,7 +311,7 @@ func TestRepairUnrepairable(t *testing.T) {
 
 // failingLoads is a storage whose reads of packs fail as a network would.
 type failingLoads struct {
-	*mem.Storage
+	storage.Storage
 }
 
 var errNetwork = errors.New("connection reset by peer")

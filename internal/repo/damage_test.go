@@ -12,7 +12,6 @@ import (
 	"cairn/internal/repo"
 	"cairn/internal/repo/repotest"
 	"cairn/internal/storage"
-	"cairn/internal/storage/mem"
 )
 
 func rewrite(t *testing.T, st storage.Storage, h storage.Handle, change func([]byte) []byte) {
@@ -44,7 +43,7 @@ func onlyKey(t *testing.T, st storage.Storage) storage.Handle {
 // repository cannot be opened, and why.
 func TestOpenSaysWhyItCannot(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
+	st := repotest.Storage(t)
 	repotest.NewOn(t, st)
 	key := onlyKey(t, st)
 	orig, _ := st.Load(ctx, key, 0, 0)
@@ -118,7 +117,7 @@ func TestOpenSaysWhyItCannot(t *testing.T) {
 
 func TestReadSnapshotTellsDamageFromFailure(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
+	st := repotest.Storage(t)
 	r := repotest.NewOn(t, st)
 	tree, _, err := r.SaveTree(ctx, &repo.Tree{})
 	if err != nil {
@@ -151,7 +150,7 @@ func TestReadSnapshotTellsDamageFromFailure(t *testing.T) {
 }
 
 // failingStorage fails every read of a pack as a broken network would.
-type failingStorage struct{ *mem.Storage }
+type failingStorage struct{ storage.Storage }
 
 func (s failingStorage) Load(ctx context.Context, h storage.Handle, off, n int64) ([]byte, error) {
 	if h.Type == storage.PackFile {
@@ -164,7 +163,7 @@ func (s failingStorage) Load(ctx context.Context, h storage.Handle, off, n int64
 // which blobs are lost; a backup of the same data then stores them again.
 func TestSalvagePacks(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
+	st := repotest.Storage(t)
 	r := repotest.NewOn(t, st)
 	var ids []repo.ID
 	var datas [][]byte

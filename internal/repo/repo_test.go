@@ -12,7 +12,6 @@ import (
 	"cairn/internal/repo"
 	"cairn/internal/repo/repotest"
 	"cairn/internal/storage"
-	"cairn/internal/storage/mem"
 )
 
 func randomBlob(seed int64, n int) []byte {
@@ -23,7 +22,7 @@ func randomBlob(seed int64, n int) []byte {
 
 func TestSaveLoadBlobsAcrossReopen(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
+	st := repotest.Storage(t)
 	r := repotest.NewOn(t, st)
 	var ids []repo.ID
 	var datas [][]byte
@@ -82,7 +81,7 @@ func TestSaveLoadBlobsAcrossReopen(t *testing.T) {
 
 func TestWrongPasswordAndNoRepository(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
+	st := repotest.Storage(t)
 	if _, err := repo.Open(ctx, st, "x"); !errors.Is(err, repo.ErrNoRepository) {
 		t.Fatalf("open empty storage: %v", err)
 	}
@@ -94,7 +93,7 @@ func TestWrongPasswordAndNoRepository(t *testing.T) {
 
 func TestSnapshotRoundTripAndDamage(t *testing.T) {
 	ctx := context.Background()
-	st := mem.New()
+	st := repotest.Storage(t)
 	r := repotest.NewOn(t, st)
 	data := randomBlob(1, 5000)
 	id, _, err := r.SaveBlob(ctx, repo.DataBlob, data)
