@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ type remote struct {
 	vars []string
 	// packs counts the pack files stored so far.
 	packs func() int
+	// locks returns the names of the lock files there now.
+	locks func() map[string]bool
 }
 
 // sftpRemote returns a repository location on a real sshd, reached through the
@@ -67,6 +70,15 @@ func s3Remote(t *testing.T, srv *testserver.S3Server) remote {
 				}
 			}
 			return n
+		},
+		locks: func() map[string]bool {
+			names := map[string]bool{}
+			for obj := range client.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: "cairn/locks/", Recursive: true}) {
+				if obj.Err == nil {
+					names[obj.Key] = true
+				}
+			}
+			return names
 		},
 	}
 }
@@ -204,11 +216,44 @@ func TestS3ManyClientsThenPrune(t *testing.T) {
 		writeFile(t, filepath.Join(srcs[i], "doc.txt"), []byte(strings.Repeat(fmt.Sprintf("host %d\n", i), 1000)))
 	}
 	var wg sync.WaitGroup
+	var running atomic.Int32
+	running.Store(clients)
 	results := make([]result, clients)
 	for i := range envs {
-		wg.Go(func() { results[i] = envs[i].run("--json", "backup", "--host", fmt.Sprintf("host%d", i), srcs[i]) })
+		wg.Go(func() {
+			defer running.Add(-1)
+			results[i] = envs[i].run("--json", "backup", "--host", fmt.Sprintf("host%d", i), srcs[i])
+		})
+	}
+	// A prune while the backups run must refuse on their locks. It is tried only
+	// when every backup still running holds its lock (one that had not locked
+	// yet would rightly be refused by prune's lock); a lock there both before and
+	// after a prune was held all through it.
+	refused := 0
+	for running.Load() > 0 {
+		before := r.locks()
+		if len(before) == 0 || len(before) != int(running.Load()) {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		res := setup.run("prune")
+		held := false
+		for name := range r.locks() {
+			held = held || before[name]
+		}
+		switch {
+		case res.code == 1 && strings.Contains(res.stderr, "locked"):
+			refused++
+		case held:
+			t.Fatalf("prune while a backup held its lock: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		case res.code != 0:
+			t.Fatalf("prune: exit %d\n%s", res.code, res.stderr)
+		}
 	}
 	wg.Wait()
+	if refused == 0 {
+		t.Errorf("no prune was refused while %d backups ran", clients)
+	}
 	for i, res := range results {
 		if res.code != 0 {
 			t.Fatalf("client %d: exit %d\n%s", i, res.code, res.stderr)
