@@ -64,7 +64,7 @@ func TestConcurrentBackupsAndPrune(t *testing.T) {
 		trees[i] = filepath.Join(e.dir, fmt.Sprintf("tree%d", i))
 		writeFile(t, filepath.Join(trees[i], "shared.bin"), shared)
 		for j := 0; j < 3; j++ {
-			writeFile(t, filepath.Join(trees[i], fmt.Sprintf("d%d/own%d.bin", j, j)), randomData(t, 2<<20))
+			writeFile(t, filepath.Join(trees[i], fmt.Sprintf("d%d/own%d.bin", j, j)), randomData(t, 3<<20))
 		}
 		writeFile(t, filepath.Join(trees[i], "note.txt"), []byte(fmt.Sprintf("tree %d\n", i)))
 	}
@@ -114,12 +114,15 @@ func TestConcurrentBackupsAndPrune(t *testing.T) {
 		// they are done: it must refuse while one holds its lock. A lock file there
 		// both before and after a prune was held all through it (a lock keeps its
 		// name until it is refreshed, every 5 minutes).
+		// Each running backup holds one lock once it has taken it, and a finished
+		// one none: wait until every one still running holds its lock, so that no
+		// prune runs before a backup has locked (the backup would then refuse).
 		deadline := time.Now().Add(30 * time.Second)
-		for len(locks(t, e.repo)) < len(trees) && running() == len(trees) {
+		for len(locks(t, e.repo)) != running() {
 			if time.Now().After(deadline) {
-				t.Fatal("the backups never held their locks together")
+				t.Fatal("the backups never held their locks")
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(time.Millisecond)
 		}
 		refused := 0
 		for running() > 0 {

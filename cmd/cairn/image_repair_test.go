@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,8 +53,13 @@ func TestRepairImageSnapshot(t *testing.T) {
 	if len(lines) != 2 || lines[0]["status"] != "repaired" || lines[0]["removed"] != true {
 		t.Fatalf("repair snapshots:\n%s", out)
 	}
-	if dmg := lines[0]["damaged"].([]any); len(dmg) != 1 || dmg[0].(map[string]any)["path"] != "partition 1" {
-		t.Fatalf("damage: %v", dmg)
+	// Which regions the pack held chunks of depends on how the chunks were packed.
+	var regions []string
+	for _, d := range lines[0]["damaged"].([]any) {
+		regions = append(regions, d.(map[string]any)["path"].(string))
+	}
+	if len(regions) == 0 {
+		t.Fatalf("no damage listed:\n%s", out)
 	}
 	var lost [][2]int64
 	for _, l := range lines[0]["lost_ranges"].([]any) {
@@ -67,8 +73,13 @@ func TestRepairImageSnapshot(t *testing.T) {
 
 	repaired := filepath.Join(e.dir, "repaired.img")
 	r := e.run("image", "restore", "latest", repaired)
-	if r.code != 3 || !strings.Contains(r.stderr, "partition 1") || !strings.Contains(r.stderr, "written as zeros") {
+	if r.code != 3 || !strings.Contains(r.stderr, "written as zeros") {
 		t.Fatalf("restore of the repaired image: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, reg := range regions {
+		if !strings.Contains(r.stderr, reg) {
+			t.Errorf("restore does not name %s:\n%s", reg, r.stderr)
+		}
 	}
 	// Every byte outside the lost ranges as before; zeros inside.
 	a, err := os.ReadFile(good)
@@ -105,8 +116,9 @@ func TestRepairImageSnapshot(t *testing.T) {
 	// One partition alone: its own offsets.
 	part := filepath.Join(e.dir, "part.img")
 	r = e.run("image", "restore", "--partition", "1", "latest", part)
-	if r.code != 3 || !strings.Contains(r.stderr, "of partition 1") {
-		t.Fatalf("restore of the partition: exit %d\n%s", r.code, r.stderr)
+	if hitPart := slices.Contains(regions, "partition 1"); hitPart && (r.code != 3 || !strings.Contains(r.stderr, "of partition 1")) ||
+		!hitPart && r.code != 0 {
+		t.Fatalf("restore of the partition (damaged: %v): exit %d\n%s", regions, r.code, r.stderr)
 	}
 	f, err := os.Open(part)
 	if err != nil {
