@@ -90,6 +90,10 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	addJSONSeeds(f, b)
 	b, _ = EncodeSnapshot(sampleImageSnapshot())
 	f.Add(b)
+	lost := sampleImageSnapshot()
+	lost.Image.Lost = []ByteRange{{Offset: 4096, Length: 8192}, {Offset: 1 << 20, Length: 512}}
+	b, _ = EncodeSnapshot(lost)
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		// Empty tags decode as [] and encode as nothing: compare the encodings.
 		checkReencode(t, in, DecodeSnapshot, EncodeSnapshot, false)
