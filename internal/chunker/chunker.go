@@ -33,7 +33,8 @@ var DefaultSizes = Sizes{Min: 512 << 10, Avg: 1 << 20, Max: 8 << 20}
 // rolls over the data, and a chunk ends where the hash's top bits are all zero, with
 // a stricter condition before the average size and a looser one after it. The gear
 // table comes from a seed, so that chunk boundaries reveal nothing to those who do
-// not know it. A CDC owns a buffer of twice the maximum chunk size; Reset reuses it.
+// not know it. A CDC reads ahead only as far as it needs to find the next cut, so its
+// buffer is a few average chunks, not twice the maximum; Reset reuses it.
 type CDC struct {
 	table        [256]uint64
 	min, avg     int
@@ -47,9 +48,12 @@ type CDC struct {
 	start, end int     // unread data is buf[start:end]
 	eof        bool
 	off        uint64
+	scanPos    int    // how far into buf[start:] the search for the next cut got
+	scanFP     uint64 // the gear hash at scanPos
 }
 
-// NewCDC returns a content-defined chunker over r with a gear table from seed.
+// NewCDC returns a content-defined chunker over r with a gear table from seed. A nil
+// r gives a chunker that holds no buffer until Reset.
 func NewCDC(r io.Reader, s Sizes, seed uint64) (*CDC, error) {
 	if s.Min < 64 || s.Min > s.Avg || s.Avg > s.Max || s.Avg&(s.Avg-1) != 0 {
 		return nil, fmt.Errorf("chunker: invalid sizes %d/%d/%d (the average must be a power of two)", s.Min, s.Avg, s.Max)
@@ -73,7 +77,9 @@ func NewCDC(r io.Reader, s Sizes, seed uint64) (*CDC, error) {
 		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 		c.table[i] = z ^ (z >> 31)
 	}
-	c.Reset(r, -1)
+	if r != nil {
+		c.Reset(r, -1)
+	}
 	return c, nil
 }
 
@@ -84,6 +90,7 @@ func topBits(n int) uint64 { return ^uint64(0) << (64 - n) }
 // chunkers, so that many chunkers of small files hold little memory.
 func (c *CDC) Reset(r io.Reader, size int64) {
 	c.rd, c.start, c.end, c.eof, c.off = r, 0, 0, false, 0
+	c.scanPos, c.scanFP = 0, 0
 	c.Release()
 	switch {
 	case size >= 0 && size < smallBuf:
@@ -97,20 +104,22 @@ func (c *CDC) Reset(r io.Reader, size int64) {
 		case bp = <-largeBufs:
 		default:
 		}
-		if bp == nil || len(*bp) < 2*c.max {
-			b := make([]byte, 2*c.max)
+		if bp == nil {
+			b := make([]byte, min(c.max, max(4*c.avg, smallBuf)))
 			bp = &b
 		}
-		c.large, c.buf = bp, (*bp)[:2*c.max]
+		c.large, c.buf = bp, *bp
 	}
 }
 
 // Release gives back the large buffer c may hold; call it when a stream is done.
 func (c *CDC) Release() {
 	if c.large != nil {
-		select {
-		case largeBufs <- c.large:
-		default: // enough kept already
+		if *c.large != nil {
+			select {
+			case largeBufs <- c.large:
+			default: // enough kept already
+			}
 		}
 		c.large, c.buf = nil, nil
 	}
@@ -119,56 +128,94 @@ func (c *CDC) Release() {
 // smallBuf is the buffer of a chunker of a stream shorter than it: read whole at once.
 const smallBuf = 1 << 20
 
-// largeBufs keeps a few buffers of twice the maximum chunk size for large streams,
-// so that they are reused rather than left to the garbage collector.
+// largeBufs keeps a few large buffers for large streams, so that they are reused
+// rather than left to the garbage collector. A buffer is made only when a large
+// stream needs one and none is free, so there are never more than large streams
+// chunked at once.
 var largeBufs = make(chan *[]byte, runtime.GOMAXPROCS(0))
 
 // Next returns the next chunk; its Data is valid until the next call.
 func (c *CDC) Next() (Chunk, error) {
-	if c.end-c.start < c.max && !c.eof {
-		n := copy(c.buf, c.buf[c.start:c.end])
-		c.start, c.end = 0, n
-		m, err := io.ReadFull(c.rd, c.buf[n:])
-		c.end += m
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			c.eof = true
-		} else if err != nil {
+	for {
+		data := c.buf[c.start:c.end]
+		if c.eof && len(data) == 0 {
+			return Chunk{}, io.EOF
+		}
+		// The cut is final once the data reaches the maximum chunk size or the end
+		// of the stream; before that only a cut found inside the data is.
+		n, ok := c.cut(data, c.eof || len(data) >= c.max)
+		if ok {
+			ch := Chunk{Offset: c.off, Data: data[:n]}
+			c.start += n
+			c.off += uint64(n)
+			c.scanPos, c.scanFP = 0, 0
+			return ch, nil
+		}
+		if err := c.fill(); err != nil {
 			return Chunk{}, err
 		}
 	}
-	if c.start == c.end {
-		return Chunk{}, io.EOF
-	}
-	data := c.buf[c.start:c.end]
-	n := c.cut(data)
-	ch := Chunk{Offset: c.off, Data: data[:n]}
-	c.start += n
-	c.off += uint64(n)
-	return ch, nil
 }
 
-// cut returns the length of the chunk at the start of data.
-func (c *CDC) cut(data []byte) int {
+// fill reads more of the stream into the buffer, making room first by moving the
+// unread data to the front or, when the unread data fills the buffer, by growing it
+// (never beyond the maximum chunk size, since a cut is final by then).
+func (c *CDC) fill() error {
+	if c.start > 0 && len(c.buf)-c.end < len(c.buf)/2 {
+		c.end = copy(c.buf, c.buf[c.start:c.end])
+		c.start = 0
+	}
+	if c.end == len(c.buf) {
+		if c.large != nil {
+			// Chunks this long are rare: the grown buffer is not kept for the
+			// next stream, and the one it replaces is not kept alongside it.
+			*c.large = nil
+		}
+		nb := make([]byte, min(max(2*len(c.buf), smallBuf), c.max))
+		c.end = copy(nb, c.buf[c.start:c.end])
+		c.start = 0
+		c.buf = nb
+	}
+	m, err := io.ReadFull(c.rd, c.buf[c.end:])
+	c.end += m
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		c.eof = true
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// cut returns the length of the chunk at the start of data and true, or false if
+// data ends before a cut and final is false: then the next call, with more data,
+// goes on from where this one stopped. A final cut ends at most at the maximum size.
+func (c *CDC) cut(data []byte, final bool) (int, bool) {
 	if len(data) <= c.min {
-		return len(data)
+		return len(data), final
 	}
 	n := min(len(data), c.max)
 	normal := min(n, c.avg)
-	var fp uint64
-	i := c.min
+	i, fp := c.scanPos, c.scanFP
+	if i < c.min {
+		i, fp = c.min, 0
+	}
 	for ; i < normal; i++ {
 		fp = (fp << 1) + c.table[data[i]]
 		if fp&c.maskS == 0 {
-			return i + 1
+			return i + 1, true
 		}
 	}
 	for ; i < n; i++ {
 		fp = (fp << 1) + c.table[data[i]]
 		if fp&c.maskL == 0 {
-			return i + 1
+			return i + 1, true
 		}
 	}
-	return n
+	if final {
+		return n, true
+	}
+	c.scanPos, c.scanFP = i, fp
+	return 0, false
 }
 
 type fixed struct {
