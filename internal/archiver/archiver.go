@@ -94,6 +94,7 @@ type archiver struct {
 	files    chan fileJob
 	blobs    chan blobJob
 	large    chan struct{} // semaphore of large files being read
+	chunks   *chunkRing    // memory of chunks between readers and savers
 	workers  sync.WaitGroup
 
 	mu     sync.Mutex
@@ -135,13 +136,16 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	if opts.Workers <= 0 {
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	min, avg, max := r.ChunkSizes()
+	minSize, avg, maxSize := r.ChunkSizes()
 	a := &archiver{
 		r: r, opts: opts, progress: opts.Progress,
-		sizes:   chunker.Sizes{Min: min, Avg: avg, Max: max},
-		files:   make(chan fileJob),
-		blobs:   make(chan blobJob, runtime.GOMAXPROCS(0)),
-		large:   make(chan struct{}, 1),
+		sizes: chunker.Sizes{Min: minSize, Avg: avg, Max: maxSize},
+		files: make(chan fileJob),
+		blobs: make(chan blobJob, runtime.GOMAXPROCS(0)),
+		large: make(chan struct{}, 1),
+		// Four average chunks a saver (one to work on, more queued), and room
+		// for a chunk of the largest size with others in flight.
+		chunks:  newChunkRing(max(4*avg*runtime.GOMAXPROCS(0), maxSize+2*avg)),
 		zeroIDs: map[int]repo.ID{},
 	}
 	start := opts.Now()
@@ -161,6 +165,7 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	rootNode, err := rootFuture.wait()
 	close(a.files)
 	a.workers.Wait()
+	a.chunks = nil // the savers are done: let what follows have its memory
 	if err == nil {
 		err = ctx.Err()
 	}

@@ -22,8 +22,7 @@ type fileJob struct {
 }
 
 type blobJob struct {
-	buf *[]byte
-	n   int
+	buf chunkBuf
 	res chan blobResult
 }
 
@@ -35,33 +34,6 @@ type blobResult struct {
 
 // largeFile is the size from which a file needs a large chunker buffer.
 const largeFile = 1 << 20
-
-// chunkBufs holds chunk buffers by size class (64 KiB << i), so that chunks in
-// flight reuse their memory and a typical 1 MiB chunk does not hold a buffer of the
-// largest chunk size.
-var chunkBufs [12]sync.Pool
-
-// getChunkBuf returns a buffer of at least n bytes.
-func getChunkBuf(n int) *[]byte {
-	class := 0
-	for 64<<10<<class < n && class < len(chunkBufs)-1 {
-		class++
-	}
-	if bp, ok := chunkBufs[class].Get().(*[]byte); ok && cap(*bp) >= n {
-		return bp
-	}
-	b := make([]byte, max(n, 64<<10<<class))
-	return &b
-}
-
-// putChunkBuf returns a buffer from getChunkBuf to its pool.
-func putChunkBuf(bp *[]byte) {
-	class := 0
-	for 64<<10<<(class+1) <= cap(*bp) && class < len(chunkBufs)-1 {
-		class++
-	}
-	chunkBufs[class].Put(bp)
-}
 
 // startWorkers starts the file readers, which chunk files, and the blob savers,
 // which hash, compress, seal and pack the chunks on every core.
@@ -88,9 +60,8 @@ func (a *archiver) startWorkers(ctx context.Context) {
 		go func() {
 			defer savers.Done()
 			for job := range a.blobs {
-				data := (*job.buf)[:job.n]
-				id, added, err := a.saveChunk(ctx, data)
-				putChunkBuf(job.buf)
+				id, added, err := a.saveChunk(ctx, job.buf.data)
+				a.chunks.put(job.buf)
 				job.res <- blobResult{id: id, added: added, err: err}
 			}
 		}()
@@ -181,17 +152,28 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 	} else {
 		regions = []region{{off: 0, length: -1}}
 	}
+	// done gives back the chunker's buffer, and the turn of a large file, once the
+	// last chunk is handed to the savers: the next file is read meanwhile.
+	done := c.Release
 	if job.node.Size >= largeFile {
 		// Large files chunk with large buffers, one at a time: one chunker (about
 		// 1 GB/s) keeps every saver busy.
 		select {
 		case a.large <- struct{}{}:
-			defer func() { <-a.large }()
+			done = func() {
+				c.Release()
+				<-a.large
+			}
 		case <-ctx.Done():
 			job.f.err = ctx.Err()
 			return
 		}
 	}
+	defer func() {
+		if done != nil {
+			done()
+		}
+	}()
 	var results []chan blobResult
 	var size uint64
 	var readErr error
@@ -226,12 +208,17 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 				readErr = err
 				break
 			}
-			bp := getChunkBuf(len(ch.Data))
-			n := copy((*bp)[:cap(*bp)], ch.Data)
+			buf, err := a.chunks.get(ctx, len(ch.Data))
+			if err != nil {
+				job.f.err = err
+				return
+			}
+			n := copy(buf.data, ch.Data)
 			res := make(chan blobResult, 1)
 			select {
-			case a.blobs <- blobJob{buf: bp, n: n, res: res}:
+			case a.blobs <- blobJob{buf: buf, res: res}:
 			case <-ctx.Done():
+				a.chunks.put(buf)
 				job.f.err = ctx.Err()
 				return
 			}
@@ -243,6 +230,8 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 			break
 		}
 	}
+	done()
+	done = nil
 	content := make([]repo.ID, 0, len(results))
 	var added uint64
 	for _, res := range results {
