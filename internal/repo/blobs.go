@@ -27,9 +27,14 @@ type packers struct {
 	errMu   sync.Mutex
 	err     error // first upload error; every later save fails with it
 
-	// free keeps the buffers of uploaded data packs for the next ones: a pack is
-	// the largest allocation of a backup, and reusing it keeps the heap flat.
-	free chan []byte
+	// Data packs are the largest allocations of a backup. There are at most
+	// maxBufs of their buffers: one open pack and one for each upload. free holds
+	// those not in use; a saver that needs a new pack when all are in use waits
+	// for an upload to finish, so a slow storage slows the backup down instead of
+	// making it hold more packs.
+	free    chan []byte
+	bufs    int // data pack buffers made so far (under mu)
+	maxBufs int
 }
 
 type openPack struct {
@@ -39,12 +44,50 @@ type openPack struct {
 }
 
 func newPackers(r *Repository) *packers {
+	n := storage.Connections(r.st)
 	return &packers{
 		r:       r,
 		open:    map[BlobType]*openPack{},
 		pending: map[blobKey]bool{},
-		uploads: make(chan struct{}, storage.Connections(r.st)),
-		free:    make(chan []byte, storage.Connections(r.st)+1),
+		uploads: make(chan struct{}, n),
+		free:    make(chan []byte, n+1),
+		maxBufs: n + 1,
+	}
+}
+
+// takeBuf returns the buffer for a new pack of type t without waiting: a free or new
+// data pack buffer, or nil for other types, whose packs are small and grow as
+// needed. ok is false when every data pack buffer is in use. Call it under mu.
+func (p *packers) takeBuf(t BlobType) (buf []byte, ok bool) {
+	if t != DataBlob {
+		return nil, true
+	}
+	select {
+	case buf = <-p.free:
+		return buf, true
+	default:
+	}
+	if p.bufs < p.maxBufs {
+		p.bufs++
+		return make([]byte, 0, int(p.r.cfg.PackSize)+packSlack), true
+	}
+	return nil, false
+}
+
+// waitBuf waits for a data pack buffer to be given back.
+func (p *packers) waitBuf(ctx context.Context) ([]byte, error) {
+	select {
+	case buf := <-p.free:
+		return buf, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// putBuf gives back the buffer of a data pack that is stored or dropped.
+func (p *packers) putBuf(op *openPack) {
+	if op.t == DataBlob && op.data != nil {
+		p.free <- op.data[:0] // never blocks: free holds every buffer there is
 	}
 }
 
@@ -98,38 +141,67 @@ func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byt
 
 	bp := bufPool.Get().(*[]byte)
 	payload := r.compress(*bp, data)
+	defer func() {
+		*bp = payload[:0]
+		bufPool.Put(bp)
+	}()
 
-	p.mu.Lock()
-	var full *openPack
-	op := p.open[t]
-	if op != nil && len(op.data)+len(payload)+crypto.Overhead > int(r.cfg.PackSize) {
-		// This blob would overflow the pack: finish the pack first.
-		full, op = op, nil
-	}
-	if op == nil {
-		op = &openPack{t: t}
-		if t == DataBlob {
-			select {
-			case op.data = <-p.free:
-			default:
-				op.data = make([]byte, 0, int(r.cfg.PackSize)+packSlack)
+	var spare []byte // a data pack buffer got by waiting, not yet used
+	defer func() {
+		if spare != nil {
+			p.free <- spare
+		}
+	}()
+	for {
+		p.mu.Lock()
+		var full *openPack
+		op := p.open[t]
+		if op != nil && len(op.data)+len(payload)+crypto.Overhead > int(r.cfg.PackSize) {
+			// This blob would overflow the pack: finish the pack first.
+			full, op = op, nil
+			delete(p.open, t)
+		}
+		if op == nil {
+			buf, ok := spare, spare != nil
+			if !ok {
+				buf, ok = p.takeBuf(t)
+			}
+			if !ok {
+				// Every data pack buffer is in use: wait for an upload to give
+				// one back, then try again (another saver may have opened a
+				// pack meanwhile).
+				p.mu.Unlock()
+				if full != nil {
+					if err := p.upload(ctx, full); err != nil {
+						return 0, err
+					}
+				}
+				b, err := p.waitBuf(ctx)
+				if err != nil {
+					return 0, err
+				}
+				spare = b
+				if err := p.failed(); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			spare = nil
+			op = &openPack{t: t, data: buf}
+			p.open[t] = op
+		}
+		offset := len(op.data)
+		op.data = r.key.Seal(op.data, payload) // sealed in place: no copy of the blob
+		stored := len(op.data) - offset
+		op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(offset), Length: uint32(stored), RawLength: uint32(len(data))})
+		p.mu.Unlock()
+		if full != nil {
+			if err := p.upload(ctx, full); err != nil {
+				return 0, err
 			}
 		}
-		p.open[t] = op
+		return stored, nil
 	}
-	offset := len(op.data)
-	op.data = r.key.Seal(op.data, payload) // sealed in place: no copy of the blob
-	stored := len(op.data) - offset
-	op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(offset), Length: uint32(stored), RawLength: uint32(len(data))})
-	p.mu.Unlock()
-	*bp = payload
-	bufPool.Put(bp)
-	if full != nil {
-		if err := p.upload(ctx, full); err != nil {
-			return 0, err
-		}
-	}
-	return stored, nil
 }
 
 // BlobID returns the id data has as a blob.
@@ -141,6 +213,7 @@ func (p *packers) upload(ctx context.Context, op *openPack) error {
 	select {
 	case p.uploads <- struct{}{}:
 	case <-ctx.Done():
+		p.putBuf(op)
 		return ctx.Err()
 	}
 	p.wg.Add(1)
@@ -166,6 +239,8 @@ func (p *packers) store(ctx context.Context, op *openPack) error {
 	header := r.key.Seal(nil, format.EncodePackHeader(op.blobs))
 	data := append(op.data, header...)
 	data = binary.LittleEndian.AppendUint32(data, uint32(len(header)))
+	op.data = data
+	defer p.putBuf(op) // stored or not, the storage keeps nothing of data
 	id := ID(r.key.ContentID(data))
 	if err := r.st.Save(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()}, data); err != nil {
 		return fmt.Errorf("save pack: %w", err)
@@ -181,12 +256,6 @@ func (p *packers) store(ctx context.Context, op *openPack) error {
 		delete(p.pending, blobKey{b.Type, b.ID})
 	}
 	p.mu.Unlock()
-	if op.t == DataBlob {
-		select {
-		case p.free <- data[:0]:
-		default:
-		}
-	}
 	return nil
 }
 
@@ -207,10 +276,27 @@ func (r *Repository) Flush(ctx context.Context) error {
 		}
 	}
 	p.wg.Wait()
+	p.dropFreeBufs()
 	if err := p.failed(); err != nil {
 		return err
 	}
 	return r.saveIndex(ctx)
+}
+
+// dropFreeBufs lets the garbage collector have the data pack buffers not in use, so
+// that what follows a Flush (the index, the snapshot) reuses their memory instead
+// of adding to it.
+func (p *packers) dropFreeBufs() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		select {
+		case <-p.free:
+			p.bufs--
+		default:
+			return
+		}
+	}
 }
 
 // Abort drops the open packs, waits for uploads under way, and writes an index for
@@ -224,9 +310,11 @@ func (r *Repository) Abort(ctx context.Context) error {
 			delete(p.pending, blobKey{b.Type, b.ID})
 		}
 		delete(p.open, t)
+		p.putBuf(op)
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.dropFreeBufs()
 	return r.saveIndex(ctx)
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -94,7 +95,7 @@ func Init(ctx context.Context, st storage.Storage, password string, opts Options
 }
 
 func newRepository(st storage.Storage, key *crypto.Key, cfg *format.Config) *Repository {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false), zstd.WithWindowSize(4<<20), zstd.WithLowerEncoderMem(true))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false), zstd.WithWindowSize(2<<20), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		panic(err) // only on invalid options
 	}
@@ -199,6 +200,11 @@ func openKey(ctx context.Context, st storage.Storage, name, password string) (*c
 		return nil, fmt.Errorf("key %s: %w", name[:8], err)
 	}
 	wrap, err := crypto.DeriveKey(password, kf.Salt, crypto.KDFParams{Time: kf.Time, MemoryKiB: kf.MemoryKiB, Threads: kf.Threads})
+	// The key derivation's memory (64 MiB by default) is garbage now: give it back
+	// at once. Left to the collector, it would stay while the heap grows by as much
+	// again, and that would be the peak memory of every command that does little
+	// else.
+	debug.FreeOSMemory()
 	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", name[:8], err)
 	}
