@@ -32,6 +32,15 @@ type Allocation struct {
 	// Used lists the bytes the filesystem uses (data and its own metadata, boot
 	// sectors and backup structures included), sorted, not overlapping, merged.
 	Used []Extent
+	// Unneeded lists used bytes whose content the filesystem never reads again,
+	// sorted, not overlapping, merged, each inside Used: the log area of an ext3/4
+	// journal that is empty. An image stores none of them; they restore as zeros.
+	Unneeded []Extent
+}
+
+// Stored returns the extents of a that an image stores: Used without Unneeded.
+func (a *Allocation) Stored() []Extent {
+	return Subtract(a.Used, a.Unneeded)
 }
 
 // UsedBytes returns the total length of a's used extents.
@@ -41,6 +50,35 @@ func (a *Allocation) UsedBytes() int64 {
 		n += e.Len
 	}
 	return n
+}
+
+// Subtract returns the parts of a that are not in b. Both must be sorted and
+// not overlapping (as Normalize returns them); so is the result.
+func Subtract(a, b []Extent) []Extent {
+	var out []Extent
+	j := 0
+	for _, e := range a {
+		off, end := e.Off, e.Off+e.Len
+		for j < len(b) && b[j].Off+b[j].Len <= off {
+			j++
+		}
+		for k := j; k < len(b) && b[k].Off < end; k++ {
+			if b[k].Off > off {
+				out = append(out, Extent{Off: off, Len: b[k].Off - off})
+			}
+			off = max(off, b[k].Off+b[k].Len)
+		}
+		if off < end {
+			out = append(out, Extent{Off: off, Len: end - off})
+		}
+	}
+	return out
+}
+
+// Intersect returns the parts of a that are also in b, under the same rules as
+// Subtract.
+func Intersect(a, b []Extent) []Extent {
+	return Subtract(a, Subtract(a, b))
 }
 
 // Normalize sorts extents, merges those that touch or overlap, drops empty ones

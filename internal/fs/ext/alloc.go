@@ -19,6 +19,8 @@ import (
 // holds no ext superblock (or an external journal's), and another error when
 // it does but the filesystem is damaged, larger than its partition, or uses a
 // layout Probe does not know. It reads r only, with reads of up to 4 MiB.
+//
+// The log area of an empty journal (emptyJournalLog) is used but Unneeded.
 func Probe(r io.ReaderAt, size int64) (*fs.Allocation, error) {
 	f, err := open(r, size)
 	if err != nil {
@@ -35,6 +37,7 @@ func Probe(r io.ReaderAt, size int64) (*fs.Allocation, error) {
 		BlockSize: int(f.blockSize),
 		Size:      f.fsSize(),
 		Used:      used,
+		Unneeded:  fs.Intersect(f.emptyJournalLog(), used),
 	}, nil
 }
 

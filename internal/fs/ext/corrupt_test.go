@@ -105,6 +105,19 @@ func checkAllocation(t testing.TB, a *fs.Allocation, size int64) {
 	if len(a.Used) == 0 || a.Used[0].Off != 0 {
 		t.Fatalf("boot block and superblock not used: %v", a.Used)
 	}
+	end = -1
+	for _, e := range a.Unneeded {
+		if e.Len <= 0 || e.Off <= end || e.Off%int64(a.BlockSize) != 0 || e.Len%int64(a.BlockSize) != 0 {
+			t.Fatalf("unneeded extent %+v after %d", e, end)
+		}
+		end = e.Off + e.Len
+	}
+	if len(fs.Subtract(a.Unneeded, a.Used)) != 0 {
+		t.Fatalf("unneeded extents %v outside the used ones", fs.Subtract(a.Unneeded, a.Used))
+	}
+	if len(a.Unneeded) > 0 && a.Unneeded[0].Off < superblockOffset+superblockSize {
+		t.Fatalf("the superblock is unneeded: %v", a.Unneeded)
+	}
 }
 
 func TestProbeSeeds(t *testing.T) {
@@ -359,5 +372,83 @@ func TestProbeNotExt(t *testing.T) {
 		if _, err := Probe(padded{nil, size}, size); !errors.Is(err, fs.ErrUnknown) {
 			t.Errorf("%d zero bytes: %v", size, err)
 		}
+	}
+}
+
+// TestProbeEmptyJournal checks that the journal's log, all its blocks but
+// the first, is unneeded once the journal is empty, and that everything that
+// may leave something to replay makes all of it needed: a log that starts
+// somewhere, a filesystem flagged needs_recovery, fast commits, a journal
+// superblock that does not read. The journals are the recovery seeds' (ext4
+// with extents, ext3 with indirect blocks), made empty as a clean unmount
+// leaves them: needs_recovery cleared and s_start 0.
+func TestProbeEmptyJournal(t *testing.T) {
+	be, le := binary.BigEndian, binary.LittleEndian
+	for _, s := range loadSeeds(t)[1:] {
+		t.Run(s.name, func(t *testing.T) {
+			clean := slices.Clone(s.data)
+			clean[superblockOffset+0x60] &^= incompatRecover
+			f, err := open(padded{clean, s.size}, s.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jin, err := f.readInode(8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jmap, err := f.blockMap(jin, jin.size/uint64(f.blockSize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			jsb := int64(jmap[0].physical) * f.blockSize
+			be.PutUint32(clean[jsb+0x1C:], 0) // s_start: the log is empty
+			maxLen := uint64(be.Uint32(clean[jsb+0x10:]))
+			var want []fs.Extent
+			for l := uint64(1); l < maxLen; l++ {
+				p, ok := jmap.lookup(l)
+				if !ok {
+					t.Fatalf("journal block %d not mapped", l)
+				}
+				want = append(want, fs.Extent{Off: int64(p) * f.blockSize, Len: f.blockSize})
+			}
+			want = fs.Normalize(want, s.size)
+
+			cases := []struct {
+				name   string
+				damage func(b []byte)
+				empty  bool
+			}{
+				{name: "empty", damage: func([]byte) {}, empty: true},
+				{name: "log starts", damage: func(b []byte) { be.PutUint32(b[jsb+0x1C:], be.Uint32(b[jsb+0x14:])) }},
+				{name: "needs_recovery", damage: func(b []byte) { b[superblockOffset+0x60] |= incompatRecover }},
+				{name: "fast commits", damage: func(b []byte) {
+					be.PutUint32(b[jsb+0x28:], be.Uint32(b[jsb+0x28:])|jbdIncompatFastCommit)
+				}},
+				{name: "journal superblock magic", damage: func(b []byte) { b[jsb] ^= 0xFF }},
+				{name: "no journal feature", damage: func(b []byte) {
+					le.PutUint32(b[superblockOffset+0x5C:], le.Uint32(b[superblockOffset+0x5C:])&^compatHasJournal)
+				}},
+				{name: "external journal", damage: func(b []byte) { le.PutUint32(b[superblockOffset+0xE0:], 0) }},
+			}
+			for _, c := range cases {
+				b := slices.Clone(clean)
+				c.damage(b)
+				a, err := Probe(padded{b, s.size}, s.size)
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				checkAllocation(t, a, s.size)
+				if c.empty {
+					if !slices.Equal(a.Unneeded, want) {
+						t.Fatalf("%s: unneeded %v, want the log %v", c.name, a.Unneeded, want)
+					}
+					if got := fs.Subtract(a.Used, a.Stored()); !slices.Equal(got, want) {
+						t.Fatalf("%s: stored leaves out %v, want %v", c.name, got, want)
+					}
+				} else if len(a.Unneeded) != 0 {
+					t.Fatalf("%s: unneeded %v", c.name, a.Unneeded)
+				}
+			}
+		})
 	}
 }

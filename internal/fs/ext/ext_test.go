@@ -131,8 +131,10 @@ func writeWithKernel(t *testing.T, img string) {
 
 // TestProbeMkfs makes real filesystems of every kind and layout, and checks
 // Probe against the tools: every block is used in Probe's map iff dumpe2fs
-// does not list it free; type, label and UUID are blkid's; and a copy of only
-// the used extents passes e2fsck and holds every file unchanged.
+// does not list it free; type, label and UUID are blkid's; the unneeded
+// extents are the empty journal's log as debugfs maps it; and a copy of only
+// the used extents but the unneeded ones passes e2fsck, holds every file
+// unchanged and, mounted read-write, journals new writes.
 func TestProbeMkfs(t *testing.T) {
 	needTools(t, "mkfs.ext4", "dumpe2fs", "e2fsck", "blkid")
 	for i, c := range mkfsCases {
@@ -148,7 +150,16 @@ func TestProbeMkfs(t *testing.T) {
 			if a.UsedBytes() >= a.Size {
 				t.Errorf("all %d bytes used", a.Size)
 			}
+			// Every case has an empty journal but ext2, the one made without
+			// and the 64 KiB-block one, too small for a journal of 1024 blocks.
+			emptyLog := checkUnneeded(t, img, a)
+			if want := c.typ != "ext2" && c.name != "ext4-no-journal" && c.name != "ext4-64k-blocks"; emptyLog != want {
+				t.Errorf("journal log unneeded: %v, want %v", emptyLog, want)
+			}
 			checkCopy(t, img, a, !c.noMount)
+			if emptyLog && !c.noMount && os.Geteuid() == 0 {
+				checkJournalUsable(t, img, a)
+			}
 			t.Logf("%s: %d-byte blocks, %d of %d bytes used in %d extents", a.Type, a.BlockSize, a.UsedBytes(), a.Size, len(a.Used))
 		})
 	}
@@ -192,6 +203,7 @@ func TestProbeNeedsRecovery(t *testing.T) {
 				run(t, "e2fsck", "-fn", replayed)
 
 				a := probeFile(t, snap)
+				checkUnneeded(t, snap, a) // none: the journal needs replaying
 				want, bs := dumpe2fsUsed(t, replayed)
 				got := make([]bool, len(want))
 				for _, e := range a.Used {

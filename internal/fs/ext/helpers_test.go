@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,6 +204,87 @@ func checkAgainstDumpe2fs(t testing.TB, path string, a *cfs.Allocation) {
 	}
 }
 
+// journalExtent matches a run of debugfs's "stat <8>": "(l1-l2):p1-p2" or
+// "(l):p"; tree and indirect blocks ("(IND):p") do not match.
+var journalExtent = regexp.MustCompile(`\((\d+)(?:-(\d+))?\):(\d+)(?:-(\d+))?`)
+
+// checkUnneeded checks a.Unneeded against e2fsprogs: the journal's blocks but
+// its first, as debugfs maps them, up to dumpe2fs's journal length, when
+// dumpe2fs shows an internal journal whose log starts at 0 on a filesystem
+// without needs_recovery and fast commits; nothing otherwise. It returns
+// whether the log is unneeded.
+func checkUnneeded(t testing.TB, path string, a *cfs.Allocation) bool {
+	t.Helper()
+	hdr := map[string]string{}
+	for line := range strings.SplitSeq(run(t, "dumpe2fs", "-h", path), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			hdr[k] = strings.TrimSpace(v)
+		}
+	}
+	features := " " + hdr["Filesystem features"] + " "
+	empty := strings.Contains(features, " has_journal ") && !strings.Contains(features, " needs_recovery ") &&
+		!strings.Contains(features, " fast_commit ") && hdr["Journal inode"] == "8" && hdr["Journal start"] == "0"
+	var want []cfs.Extent
+	if empty {
+		total, err := strconv.ParseUint(hdr["Total journal blocks"], 10, 64)
+		if err != nil {
+			t.Fatalf("dumpe2fs: total journal blocks %q", hdr["Total journal blocks"])
+		}
+		bs := int64(a.BlockSize)
+		for _, m := range journalExtent.FindAllStringSubmatch(run(t, "debugfs", "-R", "stat <8>", path), -1) {
+			l1, _ := strconv.ParseUint(m[1], 10, 64)
+			l2, p1 := l1, uint64(0)
+			if m[2] != "" {
+				l2, _ = strconv.ParseUint(m[2], 10, 64)
+			}
+			p1, _ = strconv.ParseUint(m[3], 10, 64)
+			for l := max(l1, 1); l <= l2 && l < total; l++ {
+				want = append(want, cfs.Extent{Off: int64(p1+l-l1) * bs, Len: bs})
+			}
+		}
+		want = cfs.Normalize(want, a.Size)
+		if len(want) == 0 {
+			t.Fatal("debugfs shows no journal blocks")
+		}
+	}
+	if !slices.Equal(a.Unneeded, want) {
+		t.Fatalf("unneeded %v, want the journal's log %v", a.Unneeded, want)
+	}
+	return empty
+}
+
+// checkJournalUsable mounts a copy of the stored extents (the journal's log
+// zeros) read-write, writes a file and a folder through the journal, and
+// checks that the result passes e2fsck -fn and holds the file.
+func checkJournalUsable(t testing.TB, path string, a *cfs.Allocation) {
+	t.Helper()
+	cp := copyUsed(t, path, a)
+	data := bytes.Repeat([]byte("written after the restore\n"), 5000)
+	withMount(t, cp, "rw", func(dir string) {
+		if err := os.Mkdir(filepath.Join(dir, "after-restore"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, "after-restore", "file"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil { // a commit into the zeroed log
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	run(t, "e2fsck", "-fn", cp)
+	got, err := os.ReadFile(filepath.Join(mountRO(t, cp), "after-restore", "file"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file written after the restore reads back %d bytes (%v)", len(got), err)
+	}
+}
+
 // checkBlkid checks a's Type, Label and UUID against blkid's.
 func checkBlkid(t testing.TB, path string, a *cfs.Allocation) {
 	t.Helper()
@@ -230,8 +313,9 @@ func unescapeBlkid(s string) string {
 	return b.String()
 }
 
-// copyUsed writes a copy of the image at src with only a's used extents, into
-// a zero-filled (sparse) file of the same size, and returns its path.
+// copyUsed writes a copy of the image at src with only the extents an image
+// stores (a's used extents but the unneeded ones), into a zero-filled (sparse)
+// file of the same size, and returns its path.
 func copyUsed(t testing.TB, src string, a *cfs.Allocation) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "copy.img")
@@ -252,7 +336,7 @@ func copyUsed(t testing.TB, src string, a *cfs.Allocation) string {
 	if err := out.Truncate(st.Size()); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range a.Used {
+	for _, e := range a.Stored() {
 		if _, err := io.Copy(io.NewOffsetWriter(out, e.Off), io.NewSectionReader(in, e.Off, e.Len)); err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,8 @@ package ext
 import (
 	"encoding/binary"
 	"fmt"
+
+	"cairn/internal/fs"
 )
 
 // The jbd2 journal (all its numbers big-endian). A filesystem flagged
@@ -111,6 +113,49 @@ func (f *filesystem) addJournalBitmaps(u *usedList) error {
 		}
 		return nil
 	})
+}
+
+// emptyJournalLog returns the byte extents of the log area of the internal
+// journal when the log is empty: the filesystem is not flagged needs_recovery,
+// the journal superblock is valid and its s_start is 0 (what a clean unmount,
+// and fsfreeze, leave), and there are no fast commits. Nothing reads such a
+// log again: mount (jbd2_journal_load) and e2fsck see s_start 0, replay
+// nothing and start the next transaction at s_first, overwriting the old one.
+// The extents are every journal block but block 0, the journal superblock;
+// blocks of the journal inode's extent tree are not among them. It returns
+// nil when the journal does not qualify or cannot be read: then all of it is
+// needed.
+func (f *filesystem) emptyJournalLog() []fs.Extent {
+	if !f.sb.compat(compatHasJournal) || f.sb.journalInum == 0 || f.sb.incompat(incompatRecover) {
+		return nil
+	}
+	in, err := f.readInode(f.sb.journalInum)
+	if err != nil {
+		return nil
+	}
+	nblocks := min(in.size/uint64(f.blockSize), f.sb.blocksCount, 1<<32-1)
+	jmap, err := f.blockMap(in, nblocks)
+	if err != nil {
+		return nil
+	}
+	j := &journalReader{f: f, m: jmap, buf: make([]byte, f.blockSize)}
+	js, err := j.readSuper()
+	if err != nil || js.start != 0 || js.incompat&jbdIncompatFastCommit != 0 {
+		return nil
+	}
+	if _, ok := jmap.lookup(0); !ok {
+		return nil
+	}
+	var out []fs.Extent
+	for _, run := range jmap {
+		first, end := max(run.logical, 1), min(run.logical+run.n, uint64(js.maxLen))
+		if first >= end {
+			continue
+		}
+		phys := run.physical + first - run.logical
+		out = append(out, fs.Extent{Off: int64(phys) * f.blockSize, Len: int64(end-first) * f.blockSize})
+	}
+	return fs.Normalize(out, f.fsSize())
 }
 
 // walkLog calls fn for each copy of a filesystem block in the log, in log
