@@ -19,6 +19,11 @@ const (
 	lockStale   = 30 * time.Minute
 )
 
+// sharedLockWait is how long a shared lock keeps trying while an exclusive one is
+// held: a backup that starts just as a prune or forget checks the locks (each then
+// sees the other and steps back) gets in once that one has let go.
+var sharedLockWait = 10 * time.Second
+
 // ErrLocked is returned when another process holds a conflicting lock.
 var ErrLocked = errors.New("repository is locked")
 
@@ -36,7 +41,30 @@ type Lock struct {
 // Lock takes a lock, or fails with ErrLocked naming who holds a conflicting one.
 // Stale locks (from a process on this host that is gone, or not refreshed for 30
 // minutes) are ignored.
+//
+// A shared lock that meets an exclusive one tries again for up to 10 seconds
+// before it fails; an exclusive lock fails at once.
 func (r *Repository) Lock(ctx context.Context, exclusive bool) (*Lock, error) {
+	deadline := time.Now().Add(sharedLockWait)
+	wait := 50 * time.Millisecond
+	for {
+		l, err := r.tryLock(ctx, exclusive)
+		if err == nil || exclusive || !errors.Is(err, ErrLocked) || time.Now().Add(wait).After(deadline) {
+			return l, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// tryLock writes a lock file and keeps it if no other lock conflicts with it.
+func (r *Repository) tryLock(ctx context.Context, exclusive bool) (*Lock, error) {
 	l := &Lock{r: r, exclusive: exclusive, stop: make(chan struct{}), done: make(chan struct{})}
 	name, err := l.write(ctx)
 	if err != nil {
