@@ -114,6 +114,17 @@ func sampleSnapshot() *Snapshot {
 	}
 }
 
+// sampleChunkList is a version 2 list of 5 chunks: a blob spanning chunks 0-3
+// of which chunk 2 was since replaced by a one-chunk blob, then a null chunk;
+// digests of groups of 4 (the second one unknown).
+func sampleChunkList() *ChunkList {
+	return &ChunkList{
+		IDs:     []ID{testID(1), testID(1), testID(2), testID(1), {}},
+		Group:   4,
+		Digests: []ID{testID(3), {}},
+	}
+}
+
 func sampleImageSnapshot() *Snapshot {
 	return &Snapshot{
 		Version: Version,
@@ -882,10 +893,45 @@ func TestChunkListRoundTripAndLimits(t *testing.T) {
 	if err != nil || len(got) != 3 || got[0] != ids[0] || !got[1].IsNull() || got[2] != ids[2] {
 		t.Fatalf("round trip: %v %v", got, err)
 	}
-	for _, bad := range [][]byte{nil, []byte("CCL"), []byte("XYZ\x01\x00"), []byte("CCL\x02\x00"), []byte("CCL\x01\x01"), append(EncodeChunkList(ids), 0)} {
+	l := &ChunkList{IDs: ids, Group: 2, Digests: []ID{testID(7), {}}}
+	gl, err := DecodeChunkListDigests(EncodeChunkListDigests(l))
+	if err != nil || !reflect.DeepEqual(gl, l) {
+		t.Fatalf("round trip with digests: %v %v", gl, err)
+	}
+	withDigests := EncodeChunkListDigests(l)
+	for _, bad := range [][]byte{
+		nil, []byte("CCL"), []byte("XYZ\x01\x00"), []byte("CCL\x03\x00"), []byte("CCL\x01\x01"),
+		[]byte("CCL\x02\x00"),     // no group
+		[]byte("CCL\x02\x00\x04"), // a group in an empty list
+		append(EncodeChunkList(ids), 0),
+		append(chunkListV1Bytes(ids), 0),
+		withDigests[:len(withDigests)-1],
+		append(withDigests, 0),
+		append(EncodeChunkList(ids)[:len(EncodeChunkList(ids))-1], 3), // group not a power of two
+	} {
 		if _, err := DecodeChunkList(bad); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
+	}
+}
+
+// chunkListV1Bytes is a list of ids in version 1, which EncodeChunkList no
+// longer writes.
+func chunkListV1Bytes(ids []ID) []byte {
+	b := []byte("CCL\x01")
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = append(b, id[:]...)
+	}
+	return b
+}
+
+// A version 1 list still reads: the same ids, no digests.
+func TestChunkListVersion1(t *testing.T) {
+	ids := []ID{testID(1), {}, testID(3)}
+	l, err := DecodeChunkListDigests(chunkListV1Bytes(ids))
+	if err != nil || !reflect.DeepEqual(l, &ChunkList{IDs: ids}) {
+		t.Fatalf("version 1: %v %v", l, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,14 +268,28 @@ func FuzzParseID(f *testing.F) {
 func FuzzDecodeChunkList(f *testing.F) {
 	f.Add(EncodeChunkList(nil))
 	f.Add(EncodeChunkList([]ID{testID(1), {}, testID(2)}))
+	f.Add(EncodeChunkListDigests(&ChunkList{IDs: []ID{testID(1), {}, testID(2)}, Group: 2, Digests: []ID{testID(3), {}}}))
+	f.Add(chunkListV1Bytes([]ID{testID(1), {}}))
 	f.Add([]byte("CCL\x01\xff\xff\xff\xff\x0f"))
+	f.Add([]byte("CCL\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x0f"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ids, err := DecodeChunkList(b)
+		l, err := DecodeChunkListDigests(b)
 		if err != nil {
 			return
 		}
-		if got := EncodeChunkList(ids); string(got) != string(b) {
-			t.Fatalf("re-encoding differs: %x vs %x", got, b)
+		ids, err := DecodeChunkList(b)
+		if err != nil || !slices.Equal(ids, l.IDs) {
+			t.Fatalf("DecodeChunkList: %v, %v", ids, err)
+		}
+		if l.Group != 0 && len(l.Digests) != (len(l.IDs)+l.Group-1)/l.Group {
+			t.Fatalf("%d digests of groups of %d for %d ids", len(l.Digests), l.Group, len(l.IDs))
+		}
+		want := EncodeChunkListDigests(l)
+		if b[3] == 1 {
+			want = chunkListV1Bytes(l.IDs)
+		}
+		if string(want) != string(b) {
+			t.Fatalf("re-encoding differs: %x vs %x", want, b)
 		}
 	})
 }

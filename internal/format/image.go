@@ -112,25 +112,69 @@ const ChunkListMax = 1 << 16
 
 var chunkListMagic = []byte("CCL")
 
-const chunkListVersion = 1
+// Chunk-list versions. Version 1 names only blobs of one chunk each. Version 2
+// may name blobs that span several chunks (docs/format.md, "Image snapshots"),
+// and may carry group digests.
+const (
+	chunkListV1 = 1
+	chunkListV2 = 2
+)
 
-// EncodeChunkList returns the binary form of a list of chunk ids.
+// ChunkList is the content of a chunk-list blob: one chunk id for each of the
+// chunks it covers and, optionally, a digest of each group of chunks.
+type ChunkList struct {
+	IDs []ID
+	// Group is how many chunks each digest covers, a power of two up to
+	// ChunkListMax; 0 when there are no digests.
+	Group int
+	// Digests holds one id for each Group chunks from the list's first, the
+	// last group possibly shorter: the content id of the bytes those chunks
+	// restore to (null chunks as zeros, clipped to the region), or the null id
+	// when it is not known. A digest is a hint that lets the next image of the
+	// same disk recognise an unchanged group; reading never needs it.
+	Digests []ID
+}
+
+// EncodeChunkList returns the binary form of a list of chunk ids without
+// digests.
 func EncodeChunkList(ids []ID) []byte {
+	return EncodeChunkListDigests(&ChunkList{IDs: ids})
+}
+
+// EncodeChunkListDigests returns the binary form of l, version 2. l must be
+// valid: at most ChunkListMax ids, and Group 0 with no digests or a power of
+// two with one digest for each Group ids (rounded up).
+func EncodeChunkListDigests(l *ChunkList) []byte {
 	b := append([]byte{}, chunkListMagic...)
-	b = append(b, chunkListVersion)
-	b = binary.AppendUvarint(b, uint64(len(ids)))
-	for _, id := range ids {
+	b = append(b, chunkListV2)
+	b = binary.AppendUvarint(b, uint64(len(l.IDs)))
+	for _, id := range l.IDs {
+		b = append(b, id[:]...)
+	}
+	b = binary.AppendUvarint(b, uint64(l.Group))
+	for _, id := range l.Digests {
 		b = append(b, id[:]...)
 	}
 	return b
 }
 
-// DecodeChunkList parses the form made by EncodeChunkList.
+// DecodeChunkList parses a chunk list of either version and returns its ids.
 func DecodeChunkList(b []byte) ([]ID, error) {
+	l, err := DecodeChunkListDigests(b)
+	if err != nil {
+		return nil, err
+	}
+	return l.IDs, nil
+}
+
+// DecodeChunkListDigests parses a chunk list of either version; a version 1
+// list has no digests.
+func DecodeChunkListDigests(b []byte) (*ChunkList, error) {
 	if len(b) < len(chunkListMagic)+1 || string(b[:len(chunkListMagic)]) != string(chunkListMagic) {
 		return nil, fmt.Errorf("chunk list: bad magic")
 	}
-	if v := b[len(chunkListMagic)]; v != chunkListVersion {
+	v := b[len(chunkListMagic)]
+	if v != chunkListV1 && v != chunkListV2 {
 		return nil, fmt.Errorf("chunk list: unsupported version %d", v)
 	}
 	d := decoder{b: b[len(chunkListMagic)+1:]}
@@ -138,11 +182,32 @@ func DecodeChunkList(b []byte) ([]ID, error) {
 	if d.err == nil && n > ChunkListMax {
 		d.err = fmt.Errorf("%d ids exceed the maximum of %d", n, ChunkListMax)
 	}
-	ids := make([]ID, 0, n)
+	l := &ChunkList{IDs: make([]ID, 0, n)}
 	for i := 0; i < n && d.err == nil; i++ {
 		var id ID
 		d.id(&id)
-		ids = append(ids, id)
+		l.IDs = append(l.IDs, id)
+	}
+	if v == chunkListV2 {
+		g := d.uvarint(ChunkListMax)
+		switch {
+		case d.err != nil:
+		case g&(g-1) != 0:
+			d.err = fmt.Errorf("group of %d chunks is not a power of two", g)
+		case g != 0 && n == 0:
+			d.err = fmt.Errorf("group of %d chunks in an empty list", g)
+		case g != 0:
+			l.Group = int(g)
+			k := (n + l.Group - 1) / l.Group
+			if len(d.b) < k*IDSize {
+				d.err = fmt.Errorf("%d digests in %d bytes", k, len(d.b))
+			}
+			for i := 0; i < k && d.err == nil; i++ {
+				var id ID
+				d.id(&id)
+				l.Digests = append(l.Digests, id)
+			}
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
@@ -150,5 +215,5 @@ func DecodeChunkList(b []byte) ([]ID, error) {
 	if d.err != nil {
 		return nil, fmt.Errorf("chunk list: %w", d.err)
 	}
-	return ids, nil
+	return l, nil
 }

@@ -1,6 +1,7 @@
 package imager
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,8 +17,10 @@ import (
 	"cairn/internal/repo"
 )
 
-// DefaultChunkSize is the size of image chunks unless a filesystem's block needs more.
-const DefaultChunkSize = 256 << 10
+// DefaultChunkSize is the size of image chunks unless a filesystem's block
+// needs more: the unit in which a later image of the same disk finds and
+// stores what changed. Blobs hold spans of up to SpanSize bytes of chunks.
+const DefaultChunkSize = 32 << 10
 
 // Progress receives events of a running image operation, from several goroutines.
 type Progress interface {
@@ -86,19 +89,29 @@ func Create(ctx context.Context, r *repo.Repository, source string, opts CreateO
 	}
 	opts.Progress.Planned(total)
 
+	var parent *repo.Image
+	if opts.ParentID != nil {
+		// Without the parent, the image is stored whole: correct, only larger.
+		if ps, err := r.LoadSnapshot(ctx, *opts.ParentID); err == nil && ps.Image != nil {
+			parent = ps.Image
+		}
+	}
+
 	sum := repo.Summary{Start: start}
 	for i := range img.Regions {
 		reg := &img.Regions[i]
 		if reg.Partition != nil {
 			opts.Progress.Message("partition %d: %s %s, %s used", reg.Partition.Number, reg.Partition.FS, reg.Partition.Label, sizeString(reg.Partition.UsedBytes))
 		}
-		lists, added, err := storeRegion(ctx, r, dev, reg, plans[i], opts.Progress)
+		prev := findParentRegion(ctx, r, parent, reg)
+		lists, add, err := storeRegion(ctx, r, dev, reg, plans[i], prev, opts.Progress)
 		if err != nil {
 			_ = r.Abort(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("%s at offset %d: %w", regionName(reg), reg.Offset, err)
 		}
 		reg.Chunks = lists
-		sum.DataAdded += uint64(added)
+		sum.DataAdded += uint64(add.raw)
+		sum.DataAddedStored += uint64(add.stored)
 		sum.TotalBytes += uint64(plans[i].used)
 	}
 	sum.End = opts.Now()
@@ -159,9 +172,12 @@ func plan(dev *disk.Device, source string, chunkSize int) (*repo.Image, []region
 			for cs < a.BlockSize {
 				cs *= 2
 			}
-			p = regionPlan{used: a.UsedBytes(), extent: fs.Normalize(a.Used, size)}
+			stored := fs.Normalize(a.Stored(), size)
+			p = regionPlan{used: (&fs.Allocation{Used: stored}).UsedBytes(), extent: stored}
+			info.UsedBytes = a.UsedBytes()
+		} else {
+			info.UsedBytes = p.used
 		}
-		info.UsedBytes = p.used
 		img.Regions = append(img.Regions, repo.ImageRegion{Kind: repo.RegionPartition, Offset: off, Size: size, ChunkSize: cs, Partition: info})
 		plans = append(plans, p)
 		return nil
@@ -189,42 +205,60 @@ func plan(dev *disk.Device, source string, chunkSize int) (*repo.Image, []region
 	return img, plans, nil
 }
 
-type chunkJob struct {
-	buf *[]byte
-	n   int
-	res chan chunkResult
+// group is one span-sized run of chunks of a region, read and stored together.
+type group struct {
+	first int64        // the region's chunk index of its first chunk (a multiple of the group size)
+	n     int          // chunks in it (fewer at the region's end)
+	size  int          // bytes in it
+	buf   *[]byte      // its bytes, zeros where unused; nil when nothing in it is used
+	used  []bool       // per chunk: holds used bytes
+	prev  *parentGroup // the same chunks in the parent image; nil without one
+	res   chan groupResult
 }
 
-type chunkResult struct {
-	id    repo.ID
-	added int
-	err   error
+type groupResult struct {
+	ids    []repo.ID // one per chunk
+	digest repo.ID   // content id of the group's bytes; null when all its chunks are
+	added  added
+	err    error
 }
 
-// storeRegion reads the used bytes of a region chunk by chunk on one goroutine (the
-// device reads sequentially), saves the chunks on every core, and stores the
-// ordered chunk ids in chunk lists.
-func storeRegion(ctx context.Context, r *repo.Repository, dev io.ReaderAt, reg *repo.ImageRegion, p regionPlan, progress Progress) ([]repo.ID, int64, error) {
+// added counts the blobs an image adds to the repository: their plaintext and
+// stored bytes.
+type added struct {
+	raw, stored int64
+}
+
+func (a *added) add(raw, stored int) {
+	if stored > 0 {
+		a.raw += int64(raw)
+		a.stored += int64(stored)
+	}
+}
+
+// storeRegion reads the used bytes of a region on one goroutine (the device
+// reads sequentially), a group of chunks at a time, stores the groups on every
+// core, and saves the ordered chunk ids, with a digest of each group, in chunk
+// lists. prev is the region in the parent image, or nil.
+func storeRegion(ctx context.Context, r *repo.Repository, dev io.ReaderAt, reg *repo.ImageRegion, p regionPlan, prev *parentRegion, progress Progress) ([]repo.ID, added, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cs := int64(reg.ChunkSize)
+	per := int64(groupChunks(reg.ChunkSize))
 	workers := runtime.GOMAXPROCS(0)
-	jobs := make(chan chunkJob, workers)
-	pending := make(chan chan chunkResult, 4*workers)
-	bufs := make(chan *[]byte, 2*workers+2)
+	jobs := make(chan *group, workers)
+	pending := make(chan *group, 4*workers)
+	bufs := make(chan *[]byte, workers+1) // one being read, one for each worker
 	for range cap(bufs) {
-		b := make([]byte, reg.ChunkSize)
+		b := make([]byte, per*cs)
 		bufs <- &b
 	}
 	for range workers {
 		go func() {
-			for j := range jobs {
-				data := (*j.buf)[:j.n]
-				var res chunkResult
-				if !localfs.IsZero(data) {
-					res.id, res.added, res.err = r.SaveBlob(ctx, repo.DataBlob, data)
-				}
-				bufs <- j.buf
-				j.res <- res
+			for g := range jobs {
+				res := storeGroup(ctx, r, reg, g)
+				bufs <- g.buf
+				g.res <- res
 			}
 		}()
 	}
@@ -233,84 +267,228 @@ func storeRegion(ctx context.Context, r *repo.Repository, dev io.ReaderAt, reg *
 		defer close(pending)
 		defer close(jobs)
 		used := &usedRanges{ext: p.extent}
-		n := reg.NumChunks()
-		for i := int64(0); i < n; i++ {
-			off := i * int64(reg.ChunkSize)
-			size := min(int64(reg.ChunkSize), reg.Size-off)
-			res := make(chan chunkResult, 1)
+		total := reg.NumChunks()
+		for first := int64(0); first < total; first += per {
+			g := &group{first: first, n: int(min(per, total-first)), res: make(chan groupResult, 1)}
+			off, size := spanBytes(reg, first, first+int64(g.n))
+			g.size = int(size)
 			parts := used.in(off, size)
 			if len(parts) == 0 {
-				res <- chunkResult{} // unused: a null chunk, not read
+				g.res <- groupResult{ids: make([]repo.ID, g.n)} // unused: null chunks, not read
 				select {
-				case pending <- res:
+				case pending <- g:
 				case <-ctx.Done():
 					readErr <- ctx.Err()
 					return
 				}
 				continue
 			}
-			var bp *[]byte
 			select {
-			case bp = <-bufs:
+			case g.buf = <-bufs:
 			case <-ctx.Done():
 				readErr <- ctx.Err()
 				return
 			}
-			buf := (*bp)[:size]
+			buf := (*g.buf)[:size]
 			clear(buf)
+			g.used = make([]bool, g.n)
 			for _, e := range parts {
 				if _, err := dev.ReadAt(buf[e.Off-off:e.Off-off+e.Len], reg.Offset+e.Off); err != nil && !errors.Is(err, io.EOF) {
 					readErr <- fmt.Errorf("read at %d: %w", reg.Offset+e.Off, err)
 					return
 				}
+				for c := (e.Off - off) / cs; c <= (e.Off-off+e.Len-1)/cs; c++ {
+					g.used[c] = true
+				}
 				progress.Bytes(e.Len)
 			}
+			if prev != nil {
+				g.prev = prev.group(first, g.n)
+			}
 			select {
-			case pending <- res:
+			case pending <- g:
 			case <-ctx.Done():
 				readErr <- ctx.Err()
 				return
 			}
-			jobs <- chunkJob{buf: bp, n: int(size), res: res}
+			jobs <- g
 		}
 		readErr <- nil
 	}()
 
 	var lists []repo.ID
-	var current []repo.ID
-	var added int64
+	cur := &repo.ChunkList{Group: int(per)}
+	var sum added
 	var firstErr error
-	for res := range pending {
-		cr := <-res
-		if cr.err != nil && firstErr == nil {
-			firstErr = cr.err
+	save := func() {
+		id, err := r.SaveChunkListDigests(ctx, cur)
+		if err != nil && firstErr == nil {
+			firstErr = err
 			cancel()
 		}
-		added += int64(cr.added)
-		current = append(current, cr.id)
-		if len(current) == repo.ChunkListMax && firstErr == nil {
-			id, err := r.SaveChunkList(ctx, current)
-			if err != nil {
-				firstErr = err
-				cancel()
-			}
-			lists, current = append(lists, id), current[:0]
+		lists = append(lists, id)
+		cur = &repo.ChunkList{Group: int(per)}
+	}
+	for g := range pending {
+		gr := <-g.res
+		if gr.err != nil && firstErr == nil {
+			firstErr = gr.err
+			cancel()
+		}
+		sum.raw += gr.added.raw
+		sum.stored += gr.added.stored
+		cur.IDs = append(cur.IDs, gr.ids...)
+		cur.Digests = append(cur.Digests, gr.digest)
+		if len(cur.IDs) == repo.ChunkListMax && firstErr == nil {
+			save()
 		}
 	}
 	if err := <-readErr; err != nil && firstErr == nil {
 		firstErr = err
 	}
 	if firstErr != nil {
-		return nil, 0, firstErr
+		return nil, added{}, firstErr
 	}
-	if len(current) > 0 || len(lists) == 0 {
-		id, err := r.SaveChunkList(ctx, current)
-		if err != nil {
-			return nil, 0, err
+	if len(cur.IDs) > 0 || len(lists) == 0 {
+		if len(cur.IDs) == 0 {
+			cur.Group = 0
 		}
-		lists = append(lists, id)
+		save()
+		if firstErr != nil {
+			return nil, added{}, firstErr
+		}
 	}
-	return lists, added, nil
+	return lists, sum, nil
+}
+
+// groupChunks is how many chunks of chunkSize bytes a group holds: SpanSize
+// worth, at least one.
+func groupChunks(chunkSize int) int {
+	return max(1, SpanSize/chunkSize)
+}
+
+// storeGroup stores a group's chunks and returns their ids: those of the
+// parent where a chunk is unchanged, null where a chunk is all zeros, and for
+// the others, blobs of new spans. A group whose bytes are those of the parent
+// (by its digest) or of a blob the repository has costs nothing. Otherwise,
+// when the parent has the group, its chunks are compared with the parent's
+// one by one, and only the changed ones are stored, in spans as large as
+// their runs allow. The group is stored again as one span (the smallest that
+// holds all its chunks that are not null) when there is no parent, when more
+// than half of its chunks changed, or when the parent's blobs it would still
+// name hold more than maxKeptSpans times its bytes: a group changed in many
+// images is then not read from many large blobs used in small parts.
+func storeGroup(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, g *group) groupResult {
+	cs := reg.ChunkSize
+	data := (*g.buf)[:g.size]
+	chunk := func(j int) []byte { return data[j*cs : min((j+1)*cs, g.size)] }
+	res := groupResult{ids: make([]repo.ID, g.n)}
+	notNull := make([]bool, g.n)
+	firstNZ, lastNZ, nonNull := -1, -1, 0
+	for j := range g.n {
+		if g.used[j] && !localfs.IsZero(chunk(j)) {
+			notNull[j] = true
+			if firstNZ < 0 {
+				firstNZ = j
+			}
+			lastNZ = j
+			nonNull++
+		}
+	}
+	if nonNull == 0 {
+		return res
+	}
+	res.digest = r.BlobID(data)
+	if g.prev != nil && g.prev.digest == res.digest {
+		copy(res.ids, g.prev.ids) // unchanged since the parent
+		return res
+	}
+
+	// The group as one span.
+	s, e := coveringSpan(g.first+int64(firstNZ), g.first+int64(lastNZ), reg.NumChunks())
+	whole := data[(s-g.first)*int64(cs) : (s-g.first)*int64(cs)+spanLen(reg, s, e)]
+	wholeID := res.digest
+	if len(whole) != len(data) {
+		wholeID = r.BlobID(whole)
+	}
+	storeWhole := func() groupResult {
+		n, err := r.SaveBlobCompressed(ctx, repo.DataBlob, wholeID, whole, repo.CompressLarge)
+		if err != nil {
+			return groupResult{err: err}
+		}
+		res.added.add(len(whole), n)
+		for j := range g.n {
+			if notNull[j] {
+				res.ids[j] = wholeID
+			}
+		}
+		return res
+	}
+	if r.HasBlob(repo.DataBlob, wholeID) || g.prev == nil {
+		return storeWhole()
+	}
+	old, sizes, err := g.prev.chunks(ctx, r, reg)
+	if err != nil || old == nil {
+		return storeWhole() // no parent to compare with: a damaged one is not this image's concern
+	}
+
+	// Chunk by chunk against the parent.
+	changed := make([]bool, g.n)
+	nChanged := 0
+	kept := map[repo.ID]bool{}
+	for j := range g.n {
+		if !notNull[j] {
+			continue
+		}
+		if old[j] != nil && bytes.Equal(chunk(j), old[j]) {
+			res.ids[j] = g.prev.ids[j]
+			kept[g.prev.ids[j]] = true
+			continue
+		}
+		changed[j] = true
+		nChanged++
+	}
+	var spans [][2]int64
+	for j := 0; j < g.n; {
+		if !changed[j] {
+			j++
+			continue
+		}
+		k := j
+		for k < g.n && changed[k] {
+			k++
+		}
+		spans = append(spans, pieces(g.first+int64(j), g.first+int64(k), int64(g.n))...)
+		j = k
+	}
+	keptBytes := 0
+	for id := range kept {
+		keptBytes += sizes[id]
+	}
+	if 2*nChanged > nonNull || keptBytes > maxKeptSpans*g.size {
+		clear(res.ids)
+		return storeWhole()
+	}
+	for _, sp := range spans {
+		off := (sp[0] - g.first) * int64(cs)
+		b := data[off : off+spanLen(reg, sp[0], sp[1])]
+		id := r.BlobID(b)
+		n, err := r.SaveBlobCompressed(ctx, repo.DataBlob, id, b, repo.CompressLarge)
+		if err != nil {
+			return groupResult{err: err}
+		}
+		res.added.add(len(b), n)
+		for c := sp[0]; c < sp[1]; c++ {
+			res.ids[c-g.first] = id
+		}
+	}
+	return res
+}
+
+// spanLen is the number of bytes of chunks [start, end) of reg.
+func spanLen(reg *repo.ImageRegion, start, end int64) int64 {
+	_, n := spanBytes(reg, start, end)
+	return n
 }
 
 func sizeString(n int64) string {

@@ -12,8 +12,8 @@ import (
 )
 
 // Reader reads an image snapshot's disk (or one region of it) as bytes: null chunks
-// read as zeros, stored chunks are loaded on demand, with a small cache. It is safe
-// for concurrent use.
+// read as zeros, stored chunks are loaded on demand (a blob at a time: the span of
+// chunks it holds), with a small cache. It is safe for concurrent use.
 type Reader struct {
 	ctx     context.Context
 	r       *repo.Repository
@@ -23,7 +23,8 @@ type Reader struct {
 	mu     sync.Mutex
 	lists  map[int][]repo.ID // region index -> its chunk ids
 	cache  map[repo.ID][]byte
-	recent []repo.ID
+	recent []repo.ID // cache keys, oldest first
+	cached int       // bytes in the cache
 }
 
 // NewReader returns a reader of the whole image.
@@ -104,6 +105,26 @@ func (rd *Reader) chunk(i int, c int64) ([]byte, error) {
 	if id.IsNull() {
 		return nil, nil
 	}
+	b, err := rd.blob(id)
+	if err != nil {
+		return nil, err
+	}
+	// The chunk is a part of the blob's span (span.go).
+	reg := &rd.regions[i]
+	s, _, err := spanOf(reg, c, int64(len(b)))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", id.Short(), err)
+	}
+	so, _ := spanBytes(reg, s, s)
+	off, n := spanBytes(reg, c, c+1)
+	return b[off-so : off-so+n], nil
+}
+
+// readerCacheBytes bounds the blobs a Reader keeps.
+const readerCacheBytes = 4 * SpanSize
+
+// blob returns the data of blob id, from the cache of recently read ones.
+func (rd *Reader) blob(id repo.ID) ([]byte, error) {
 	rd.mu.Lock()
 	if b, ok := rd.cache[id]; ok {
 		rd.mu.Unlock()
@@ -116,11 +137,16 @@ func (rd *Reader) chunk(i int, c int64) ([]byte, error) {
 	}
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
-	if len(rd.recent) >= 16 {
-		delete(rd.cache, rd.recent[0])
-		rd.recent = rd.recent[1:]
+	if _, ok := rd.cache[id]; ok {
+		return b, nil // loaded meanwhile by another read
 	}
 	rd.cache[id] = b
 	rd.recent = append(rd.recent, id)
+	rd.cached += len(b)
+	for rd.cached > readerCacheBytes && len(rd.recent) > 1 {
+		rd.cached -= len(rd.cache[rd.recent[0]])
+		delete(rd.cache, rd.recent[0])
+		rd.recent = rd.recent[1:]
+	}
 	return b, nil
 }

@@ -114,9 +114,11 @@ func Restore(ctx context.Context, r *repo.Repository, s *repo.Snapshot, target s
 		total += reg.Size
 	}
 	opts.Progress.Planned(total)
+	written := make([][]writtenRun, len(regions))
 	for i, reg := range regions {
-		n, err := writeRegion(ctx, r, dev, &reg, reg.Offset+shift[i], created, opts.Progress)
+		n, w, err := writeRegion(ctx, r, dev, &reg, reg.Offset+shift[i], created, !opts.NoVerify, opts.Progress)
 		res.BytesWritten += n
+		written[i] = w
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", regionName(&reg), err)
 		}
@@ -126,7 +128,7 @@ func Restore(ctx context.Context, r *repo.Repository, s *repo.Snapshot, target s
 	}
 	if !opts.NoVerify {
 		for i, reg := range regions {
-			n, err := verifyRegion(ctx, r, dev, &reg, reg.Offset+shift[i], opts.Progress)
+			n, err := verifyRegion(r, dev, written[i])
 			res.Verified += n
 			if err != nil {
 				return res, fmt.Errorf("verify %s: %w", regionName(&reg), err)
@@ -224,10 +226,21 @@ func checkTarget(dev *disk.Device, target string, need int64, created bool, opts
 	return nil
 }
 
+// writtenRun is a run of stored chunks written to the target, with the id its
+// bytes have, to be read back and compared.
+type writtenRun struct {
+	pos    int64 // on the target
+	n      int   // bytes
+	chunks int64
+	id     repo.ID
+}
+
 // writeRegion writes a region's chunks at off; null chunks become zeros (nothing
-// at all on a new file). It returns the bytes written.
-func writeRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg *repo.ImageRegion, off int64, fresh bool, progress Progress) (int64, error) {
+// at all on a new file). It returns the bytes written and, with verify, the runs
+// written, each with the id of its bytes.
+func writeRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg *repo.ImageRegion, off int64, fresh, verify bool, progress Progress) (int64, []writtenRun, error) {
 	var written int64
+	var runs []writtenRun
 	var zeroStart, zeroLen int64
 	flushZeros := func() error {
 		if zeroLen == 0 || fresh {
@@ -238,11 +251,11 @@ func writeRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg 
 		zeroLen = 0
 		return err
 	}
-	err := eachChunk(ctx, r, reg, func(i int64, data []byte, null bool) error {
-		pos := off + i*int64(reg.ChunkSize)
-		size := min(int64(reg.ChunkSize), reg.Size-i*int64(reg.ChunkSize))
+	err := eachRun(ctx, r, reg, func(run chunkRun) error {
+		at, size := spanBytes(reg, run.first, run.first+run.n)
+		pos := off + at
 		progress.Bytes(size)
-		if null {
+		if run.data == nil {
 			if zeroLen > 0 && zeroStart+zeroLen == pos {
 				zeroLen += size
 			} else {
@@ -256,38 +269,74 @@ func writeRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg 
 		if err := flushZeros(); err != nil {
 			return err
 		}
-		if _, err := dev.WriteAt(data, pos); err != nil {
+		if _, err := dev.WriteAt(run.data, pos); err != nil {
 			return err
 		}
-		written += int64(len(data))
+		written += int64(len(run.data))
+		if verify {
+			id := run.id
+			if !run.whole {
+				id = r.BlobID(run.data)
+			}
+			runs = append(runs, writtenRun{pos: pos, n: len(run.data), chunks: run.n, id: id})
+		}
 		return nil
 	})
 	if err != nil {
-		return written, err
+		return written, nil, err
 	}
-	return written, flushZeros()
+	return written, runs, flushZeros()
 }
 
-// eachChunk calls fn for every chunk of a region in order, loading stored chunks
-// several at a time; null chunks come with data nil.
-func eachChunk(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, fn func(i int64, data []byte, null bool) error) error {
+// chunkRun is a run of chunks of a region: n chunks from first, all null (data
+// nil) or all parts of the span of one blob (data their bytes).
+type chunkRun struct {
+	first, n int64
+	data     []byte
+	id       repo.ID // the blob's
+	whole    bool    // data is the whole blob
+}
+
+// eachRun calls fn for the chunks of a region in order, in runs, loading the
+// blobs several at a time (each once, however many runs it is cut into).
+func eachRun(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, fn func(chunkRun) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		data []byte
 		err  error
 	}
+	type load struct {
+		done chan struct{}
+		result
+	}
 	type job struct {
-		i   int64
-		id  repo.ID
-		res chan result
+		run   chunkRun
+		start int64 // the first chunk of the blob's span
+		load  *load
 	}
 	parallel := 2 * runtime.GOMAXPROCS(0)
 	queue := make(chan job, parallel)
 	listErr := make(chan error, 1)
 	go func() {
 		defer close(queue)
+		loads := map[repo.ID]*load{} // blobs whose spans are not behind us
+		ends := map[repo.ID]int64{}
 		var i int64
+		var pend *job
+		emit := func() bool {
+			if pend == nil {
+				return true
+			}
+			select {
+			case queue <- *pend:
+				pend = nil
+				return true
+			case <-ctx.Done():
+				listErr <- ctx.Err()
+				return false
+			}
+		}
 		for _, lid := range reg.Chunks {
 			ids, err := r.LoadChunkList(ctx, lid)
 			if err != nil {
@@ -295,23 +344,49 @@ func eachChunk(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, f
 				return
 			}
 			for _, id := range ids {
-				j := job{i: i, id: id, res: make(chan result, 1)}
-				if id.IsNull() {
-					j.res <- result{}
-				} else {
-					go func() {
-						b, err := r.LoadBlob(ctx, repo.DataBlob, id)
-						j.res <- result{b, err}
-					}()
+				if pend != nil && pend.run.id == id && (id.IsNull() || i < ends[id]) && pend.run.first+pend.run.n == i {
+					pend.run.n++ // the run goes on
+					i++
+					continue
 				}
-				select {
-				case queue <- j:
-				case <-ctx.Done():
-					listErr <- ctx.Err()
+				if !emit() {
 					return
+				}
+				pend = &job{run: chunkRun{first: i, n: 1, id: id}}
+				if !id.IsNull() {
+					size, ok := r.BlobSize(repo.DataBlob, id)
+					if !ok {
+						listErr <- fmt.Errorf("chunk %d: data blob %s is not in the index", i, id.Short())
+						return
+					}
+					s, e, err := spanOf(reg, i, int64(size))
+					if err != nil {
+						listErr <- fmt.Errorf("chunk %d: blob %s: %w", i, id.Short(), err)
+						return
+					}
+					l, ok := loads[id]
+					if !ok {
+						l = &load{done: make(chan struct{})}
+						go func() {
+							defer close(l.done)
+							l.data, l.err = r.LoadBlob(ctx, repo.DataBlob, id)
+						}()
+						loads[id] = l
+					}
+					ends[id] = e
+					pend.start, pend.load = s, l
+				}
+				for k, e := range ends {
+					if e <= i {
+						delete(loads, k)
+						delete(ends, k)
+					}
 				}
 				i++
 			}
+		}
+		if !emit() {
+			return
 		}
 		if i != reg.NumChunks() {
 			listErr <- fmt.Errorf("chunk lists hold %d chunks, the region has %d", i, reg.NumChunks())
@@ -320,44 +395,44 @@ func eachChunk(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, f
 		listErr <- nil
 	}()
 	for j := range queue {
-		res := <-j.res
-		if res.err != nil {
-			return fmt.Errorf("chunk %d at %d: %w", j.i, reg.Offset+j.i*int64(reg.ChunkSize), res.err)
+		run := j.run
+		if j.load != nil {
+			<-j.load.done
+			if j.load.err != nil {
+				return fmt.Errorf("chunk %d at %d: %w", run.first, reg.Offset+run.first*int64(reg.ChunkSize), j.load.err)
+			}
+			so, _ := spanBytes(reg, j.start, j.start)
+			at, n := spanBytes(reg, run.first, run.first+run.n)
+			if at-so+n > int64(len(j.load.data)) {
+				return fmt.Errorf("chunk %d: blob %s is shorter than its span", run.first, run.id.Short())
+			}
+			run.data = j.load.data[at-so : at-so+n]
+			run.whole = len(run.data) == len(j.load.data)
 		}
-		if err := fn(j.i, res.data, j.id.IsNull()); err != nil {
+		if err := fn(run); err != nil {
 			return err
 		}
 	}
 	return <-listErr
 }
 
-// verifyRegion reads back every stored chunk written at off and compares its hash
-// with the chunk's id.
-func verifyRegion(ctx context.Context, r *repo.Repository, dev *disk.Device, reg *repo.ImageRegion, off int64, progress Progress) (int64, error) {
+// verifyRegion reads back the runs written and compares the id of their bytes
+// with the one they were written with; it returns the chunks verified.
+func verifyRegion(r *repo.Repository, dev *disk.Device, runs []writtenRun) (int64, error) {
 	var n int64
-	buf := make([]byte, reg.ChunkSize)
-	var idx int64
-	for _, lid := range reg.Chunks {
-		ids, err := r.LoadChunkList(ctx, lid)
-		if err != nil {
+	var buf []byte
+	for _, w := range runs {
+		if cap(buf) < w.n {
+			buf = make([]byte, w.n)
+		}
+		b := buf[:w.n]
+		if _, err := dev.ReadAt(b, w.pos); err != nil && !errors.Is(err, io.EOF) {
 			return n, err
 		}
-		for _, id := range ids {
-			pos := idx * int64(reg.ChunkSize)
-			size := min(int64(reg.ChunkSize), reg.Size-pos)
-			idx++
-			if id.IsNull() {
-				continue
-			}
-			b := buf[:size]
-			if _, err := dev.ReadAt(b, off+pos); err != nil && !errors.Is(err, io.EOF) {
-				return n, err
-			}
-			if r.BlobID(b) != id {
-				return n, fmt.Errorf("bytes %d to %d read back differ from the image", off+pos, off+pos+size)
-			}
-			n++
+		if r.BlobID(b) != w.id {
+			return n, fmt.Errorf("bytes %d to %d read back differ from the image", w.pos, w.pos+int64(w.n))
 		}
+		n += w.chunks
 	}
 	return n, nil
 }

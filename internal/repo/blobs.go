@@ -9,6 +9,8 @@ import (
 	"cairn/internal/crypto"
 	"cairn/internal/format"
 	"cairn/internal/storage"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // packSlack is room beyond the pack size for the pack's header, so that finishing
@@ -109,17 +111,17 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 
 // SaveBlobWithID is SaveBlob for a caller that has already computed id with BlobID.
 func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
-	return r.saveBlob(ctx, t, id, data, false)
+	return r.saveBlob(ctx, t, id, data, false, r.enc)
 }
 
 // RepackBlob stores a blob the index already has into a new pack, so that the pack
 // holding it can be deleted once the index is rewritten (prune).
 func (r *Repository) RepackBlob(ctx context.Context, t BlobType, id ID, data []byte) error {
-	_, err := r.saveBlob(ctx, t, id, data, true)
+	_, err := r.saveBlob(ctx, t, id, data, true, r.enc)
 	return err
 }
 
-func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byte, repack bool) (int, error) {
+func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byte, repack bool, enc *zstd.Encoder) (int, error) {
 	if len(data) > format.MaxBlobSize {
 		return 0, fmt.Errorf("blob of %d bytes exceeds the maximum of %d", len(data), format.MaxBlobSize)
 	}
@@ -140,7 +142,7 @@ func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byt
 	p.mu.Unlock()
 
 	bp := bufPool.Get().(*[]byte)
-	payload := r.compress(*bp, data)
+	payload := r.compress(enc, *bp, data)
 	defer func() {
 		*bp = payload[:0]
 		bufPool.Put(bp)

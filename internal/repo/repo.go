@@ -43,6 +43,7 @@ type Repository struct {
 	keyID  string
 	enc    *zstd.Encoder
 	dec    *zstd.Decoder
+	large  largeEncoder // compression.go
 	index  *masterIndex
 	packer *packers
 	cache  *cache // nil: off (cache.go)
@@ -268,9 +269,9 @@ func (r *Repository) loadFile(ctx context.Context, t storage.FileType, id ID) ([
 
 // compress returns the blob payload of data: a leading encoding byte, then data
 // compressed with zstd, or data itself when that is not smaller.
-func (r *Repository) compress(dst, data []byte) []byte {
+func (r *Repository) compress(enc *zstd.Encoder, dst, data []byte) []byte {
 	dst = append(dst[:0], format.BlobZstd)
-	dst = r.enc.EncodeAll(data, dst)
+	dst = enc.EncodeAll(data, dst)
 	if len(dst) >= len(data)+1 {
 		dst = append(dst[:0], format.BlobRaw)
 		dst = append(dst, data...)
