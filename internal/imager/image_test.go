@@ -264,3 +264,89 @@ func TestSpanMismatch(t *testing.T) {
 		t.Fatalf("read: %v", err)
 	}
 }
+
+// TestManyChunkLists images a disk of more chunks than one chunk list holds
+// (4 KiB chunks, so that it stays small), with data on both sides of the
+// lists' boundary, changes it there and images it again: both restore, and
+// the Reader, which loads one list at a time, reads them.
+func TestManyChunkLists(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t)
+	const cs = 4096
+	size := (repo.ChunkListMax + 3000) * cs
+	disk := make([]byte, size)
+	boundary := repo.ChunkListMax * cs
+	copy(disk[boundary-3*SpanSize/2:], randomBytes(30, 3*SpanSize))
+	copy(disk[1000:], randomBytes(31, 5000))
+	path := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(path, disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first, err := Create(ctx, r, path, CreateOptions{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(first.Snapshot.Image.Regions[0].Chunks); n != 2 {
+		t.Fatalf("%d chunk lists, want 2", n)
+	}
+	restoreAndCompare(t, r, first.Snapshot, disk)
+	copy(disk[boundary-cs:], randomBytes(32, 2*cs))
+	if err := os.WriteFile(path, disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second, err := Create(ctx, r, path, CreateOptions{ChunkSize: cs, ParentID: &first.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := second.Snapshot.Summary; s.DataAdded != 2*cs {
+		t.Errorf("the second image added %d bytes for 2 changed chunks of %d", s.DataAdded, cs)
+	}
+	restoreAndCompare(t, r, second.Snapshot, disk)
+	b := make([]byte, 2*SpanSize)
+	if _, err := NewReader(ctx, r, second.Snapshot.Image).ReadAt(b, int64(boundary-SpanSize)); err != nil || !bytes.Equal(b, disk[boundary-SpanSize:boundary+SpanSize]) {
+		t.Fatalf("reading across the lists' boundary: %v", err)
+	}
+}
+
+// TestReaderListsOfOtherLengths: chunk lists need not hold ChunkListMax ids
+// each; a region whose lists are cut otherwise (one-chunk blobs, as version 1
+// images have) is read and restored all the same.
+func TestReaderListsOfOtherLengths(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t)
+	const cs = 4096
+	disk := randomBytes(40, 10*cs)
+	var ids []repo.ID
+	for c := range 10 {
+		id, _, err := r.SaveBlob(ctx, repo.DataBlob, disk[c*cs:(c+1)*cs])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var lists []repo.ID
+	for _, part := range [][]repo.ID{ids[:3], ids[3:4], ids[4:]} {
+		id, err := r.SaveChunkList(ctx, part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists = append(lists, id)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	img := &repo.Image{Source: "x", Size: int64(len(disk)), SectorSize: 512, Table: "none", Regions: []repo.ImageRegion{
+		{Kind: repo.RegionPartition, Size: int64(len(disk)), ChunkSize: cs, Chunks: lists, Partition: &repo.PartitionInfo{}},
+	}}
+	b := make([]byte, 7*cs)
+	if _, err := NewReader(ctx, r, img).ReadAt(b, 2*cs+5); err != nil || !bytes.Equal(b, disk[2*cs+5:9*cs+5]) {
+		t.Fatalf("read: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "out.img")
+	if _, err := Restore(ctx, r, &repo.Snapshot{Kind: repo.KindImage, Image: img}, out, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, disk) {
+		t.Fatalf("restored: %v", err)
+	}
+}

@@ -20,22 +20,38 @@ type Reader struct {
 	regions []repo.ImageRegion
 	size    int64
 
-	mu     sync.Mutex
-	lists  map[int][]repo.ID // region index -> its chunk ids
-	cache  map[repo.ID][]byte
-	recent []repo.ID // cache keys, oldest first
-	cached int       // bytes in the cache
+	mu        sync.Mutex
+	lists     map[listKey][]repo.ID // chunk lists loaded, a few at a time
+	listOrder []listKey             // their keys, oldest first
+	whole     map[int][]repo.ID     // region index -> all its chunk ids, for regions whose lists are not of the usual lengths
+	cache     map[repo.ID][]byte
+	recent    []repo.ID // cache keys, oldest first
+	cached    int       // bytes in the cache
 }
+
+// listKey names chunk list k of region i.
+type listKey struct {
+	i, k int
+}
+
+// readerLists bounds the chunk lists a Reader keeps (each 2 MiB at most), so that
+// reading a large disk does not hold all its chunk ids.
+const readerLists = 8
 
 // NewReader returns a reader of the whole image.
 func NewReader(ctx context.Context, r *repo.Repository, img *repo.Image) *Reader {
-	return &Reader{ctx: ctx, r: r, regions: img.Regions, size: img.Size, lists: map[int][]repo.ID{}, cache: map[repo.ID][]byte{}}
+	return newReader(ctx, r, img.Regions, img.Size)
 }
 
 // NewRegionReader returns a reader of one region, starting at its first byte.
 func NewRegionReader(ctx context.Context, r *repo.Repository, reg repo.ImageRegion) *Reader {
 	reg.Offset = 0
-	return &Reader{ctx: ctx, r: r, regions: []repo.ImageRegion{reg}, size: reg.Size, lists: map[int][]repo.ID{}, cache: map[repo.ID][]byte{}}
+	return newReader(ctx, r, []repo.ImageRegion{reg}, reg.Size)
+}
+
+func newReader(ctx context.Context, r *repo.Repository, regions []repo.ImageRegion, size int64) *Reader {
+	return &Reader{ctx: ctx, r: r, regions: regions, size: size,
+		lists: map[listKey][]repo.ID{}, whole: map[int][]repo.ID{}, cache: map[repo.ID][]byte{}}
 }
 
 // Size returns the number of bytes the reader covers.
@@ -79,29 +95,74 @@ func (rd *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// chunkID returns the id of chunk c of region i. List k of a region holds its
+// chunks from k·ChunkListMax, as image create and repair write them; it is
+// loaded when first needed, and a few are kept. A region whose lists have other
+// lengths has all its ids loaded at once.
+func (rd *Reader) chunkID(i int, c int64) (repo.ID, error) {
+	reg := &rd.regions[i]
+	k := int(c / repo.ChunkListMax)
+	rd.mu.Lock()
+	ids, whole := rd.whole[i]
+	if !whole {
+		ids = rd.lists[listKey{i, k}]
+	}
+	rd.mu.Unlock()
+	switch {
+	case whole:
+		return ids[c], nil
+	case ids != nil:
+		return ids[c-int64(k)*repo.ChunkListMax], nil
+	case k >= len(reg.Chunks):
+		return rd.allIDs(i, c)
+	}
+	l, err := rd.r.LoadChunkList(rd.ctx, reg.Chunks[k])
+	if err != nil {
+		return repo.ID{}, err
+	}
+	want := min(int64(repo.ChunkListMax), reg.NumChunks()-int64(k)*repo.ChunkListMax)
+	if int64(len(l)) != want || (k == len(reg.Chunks)-1) != (int64(k+1)*repo.ChunkListMax >= reg.NumChunks()) {
+		return rd.allIDs(i, c)
+	}
+	rd.mu.Lock()
+	key := listKey{i, k}
+	if _, ok := rd.lists[key]; !ok {
+		rd.lists[key] = l
+		rd.listOrder = append(rd.listOrder, key)
+		if len(rd.listOrder) > readerLists {
+			delete(rd.lists, rd.listOrder[0])
+			rd.listOrder = rd.listOrder[1:]
+		}
+	}
+	rd.mu.Unlock()
+	return l[c-int64(k)*repo.ChunkListMax], nil
+}
+
+// allIDs loads every chunk id of region i and returns that of chunk c.
+func (rd *Reader) allIDs(i int, c int64) (repo.ID, error) {
+	var all []repo.ID
+	for _, lid := range rd.regions[i].Chunks {
+		l, err := rd.r.LoadChunkList(rd.ctx, lid)
+		if err != nil {
+			return repo.ID{}, err
+		}
+		all = append(all, l...)
+	}
+	if int64(len(all)) != rd.regions[i].NumChunks() {
+		return repo.ID{}, fmt.Errorf("chunk lists hold %d chunks, the region has %d", len(all), rd.regions[i].NumChunks())
+	}
+	rd.mu.Lock()
+	rd.whole[i] = all
+	rd.mu.Unlock()
+	return all[c], nil
+}
+
 // chunk returns chunk c of region i, nil for a null chunk.
 func (rd *Reader) chunk(i int, c int64) ([]byte, error) {
-	rd.mu.Lock()
-	ids, ok := rd.lists[i]
-	rd.mu.Unlock()
-	if !ok {
-		var all []repo.ID
-		for _, lid := range rd.regions[i].Chunks {
-			l, err := rd.r.LoadChunkList(rd.ctx, lid)
-			if err != nil {
-				return nil, err
-			}
-			all = append(all, l...)
-		}
-		if int64(len(all)) != rd.regions[i].NumChunks() {
-			return nil, fmt.Errorf("chunk lists hold %d chunks, the region has %d", len(all), rd.regions[i].NumChunks())
-		}
-		rd.mu.Lock()
-		rd.lists[i] = all
-		rd.mu.Unlock()
-		ids = all
+	id, err := rd.chunkID(i, c)
+	if err != nil {
+		return nil, err
 	}
-	id := ids[c]
 	if id.IsNull() {
 		return nil, nil
 	}
