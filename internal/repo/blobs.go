@@ -1,9 +1,12 @@
 package repo
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"cairn/internal/crypto"
@@ -373,4 +376,82 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pack ID, blobs []PackBlo
 		}
 	}
 	return nil
+}
+
+// readGap is how far apart two wanted blobs of a pack may lie and still be read
+// with one load: reading a gap this long costs less than another request.
+const readGap = 1 << 20
+
+// ReadBlobs reads the listed blobs of one pack and calls fn, in the order of their
+// offsets, with each one's verified plaintext or the error it has. Blobs lying close
+// together are read with one load, so that a pack costs one request however many of
+// its blobs are wanted. The plaintext is valid only during the call to fn, which
+// must not keep it; an error from fn stops ReadBlobs and is returned.
+func (r *Repository) ReadBlobs(ctx context.Context, pack ID, blobs []PackBlob, fn func(PackBlob, []byte, error) error) error {
+	sorted := slices.Clone(blobs)
+	slices.SortFunc(sorted, func(a, b PackBlob) int { return cmp.Compare(a.Offset, b.Offset) })
+	h := storage.Handle{Type: storage.PackFile, Name: pack.String()}
+	bufs := openBufPool.Get().(*openBufs)
+	defer openBufPool.Put(bufs)
+	for i := 0; i < len(sorted); {
+		start, end := int64(sorted[i].Offset), int64(sorted[i].Offset)+int64(sorted[i].Length)
+		j := i + 1
+		for ; j < len(sorted) && int64(sorted[j].Offset) <= end+readGap; j++ {
+			end = max(end, int64(sorted[j].Offset)+int64(sorted[j].Length))
+		}
+		data, err := r.st.Load(ctx, h, start, end-start)
+		for _, b := range sorted[i:j] {
+			var plain []byte
+			var berr error
+			if err != nil {
+				berr = fmt.Errorf("%v blob %s: %w", b.Type, b.ID.Short(), err)
+			} else {
+				off := int64(b.Offset) - start
+				plain, berr = r.openBlobInto(bufs, b.Type, b.ID, data[off:off+int64(b.Length)], int(b.RawLength))
+			}
+			if err := fn(b, plain, berr); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+// openBufs are the buffers ReadBlobs opens blobs into, reused from blob to blob.
+type openBufs struct {
+	payload, plain []byte
+}
+
+var openBufPool = sync.Pool{New: func() any { return new(openBufs) }}
+
+// openBlobInto is openBlob with the payload and plaintext in bufs: the plaintext
+// it returns is valid until bufs is used again.
+func (r *Repository) openBlobInto(bufs *openBufs, t BlobType, id ID, sealed []byte, rawLength int) ([]byte, error) {
+	payload, err := r.key.Open(bufs.payload[:0], sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+	}
+	bufs.payload = payload
+	var data []byte
+	switch {
+	case len(payload) == 0:
+		err = errors.New("empty blob payload")
+	case payload[0] == format.BlobRaw:
+		data = payload[1:]
+	case payload[0] == format.BlobZstd:
+		data, err = r.dec.DecodeAll(payload[1:], bufs.plain[:0])
+		if err == nil {
+			bufs.plain = data
+		}
+	default:
+		err = fmt.Errorf("unknown blob encoding %d", payload[0])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+	}
+	if len(data) != rawLength || ID(r.key.ContentID(data)) != id {
+		return nil, fmt.Errorf("%v blob %s: content does not match its id (damaged)", t, id.Short())
+	}
+	return data, nil
 }

@@ -169,3 +169,143 @@ func TestFailedUploadReleasesWaitingSavers(t *testing.T) {
 		}
 	}
 }
+
+// loadCounter counts the loads of pack files.
+type loadCounter struct {
+	storage.Storage
+	loads atomic.Int32
+}
+
+func (c *loadCounter) Load(ctx context.Context, h storage.Handle, offset, length int64) ([]byte, error) {
+	if h.Type == storage.PackFile {
+		c.loads.Add(1)
+	}
+	return c.Storage.Load(ctx, h, offset, length)
+}
+
+// ReadBlobs gives every wanted blob of a pack, in offset order, from one load when
+// they lie together; a damaged blob fails alone, a missing pack fails each blob.
+func TestReadBlobs(t *testing.T) {
+	ctx := context.Background()
+	st := &loadCounter{Storage: mem.New()}
+	r, err := Init(ctx, st, "pw", Options{KDF: crypto.FastKDFParams, PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rnd := rand.New(rand.NewSource(1))
+	want := map[ID][]byte{}
+	for i := range 40 {
+		b := make([]byte, 1+rnd.Intn(300<<10))
+		if i%2 == 0 {
+			rnd.Read(b)
+		} else {
+			for j := range b {
+				b[j] = byte(j / 1000) // compressible
+			}
+		}
+		id, _, err := r.SaveBlob(ctx, DataBlob, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = b
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	packs := map[ID][]PackBlob{}
+	for id := range want {
+		l, _ := r.LookupBlob(DataBlob, id)
+		packs[l.Pack] = append(packs[l.Pack], PackBlob{Type: DataBlob, ID: id, Offset: l.Offset, Length: l.Length, RawLength: l.RawLength})
+	}
+	if len(packs) < 3 {
+		t.Fatalf("only %d packs; the test needs several", len(packs))
+	}
+	for pack, blobs := range packs {
+		st.loads.Store(0)
+		last := int64(-1)
+		got := 0
+		err := r.ReadBlobs(ctx, pack, blobs, func(b PackBlob, data []byte, err error) error {
+			if err != nil {
+				return err
+			}
+			if int64(b.Offset) <= last {
+				t.Errorf("blob at %d after one at %d: not in offset order", b.Offset, last)
+			}
+			last = int64(b.Offset)
+			if string(data) != string(want[b.ID]) {
+				t.Errorf("blob %s: wrong content", b.ID.Short())
+			}
+			got++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != len(blobs) {
+			t.Fatalf("%d of %d blobs given", got, len(blobs))
+		}
+		if n := st.loads.Load(); n != 1 {
+			t.Fatalf("a pack's blobs took %d loads, want 1", n)
+		}
+	}
+
+	// Damage one blob of a pack: it alone fails.
+	var pack ID
+	var blobs []PackBlob
+	for p, b := range packs {
+		if len(b) >= 2 {
+			pack, blobs = p, b
+			break
+		}
+	}
+	h := storage.Handle{Type: storage.PackFile, Name: pack.String()}
+	raw, err := st.Load(ctx, h, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := blobs[0]
+	raw[bad.Offset+bad.Length/2] ^= 1
+	if err := st.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, h, raw); err != nil {
+		t.Fatal(err)
+	}
+	failed := map[ID]bool{}
+	err = r.ReadBlobs(ctx, pack, blobs, func(b PackBlob, data []byte, err error) error {
+		if err != nil {
+			failed[b.ID] = true
+		} else if string(data) != string(want[b.ID]) {
+			t.Errorf("blob %s: wrong content", b.ID.Short())
+		}
+		return nil
+	})
+	if err != nil || len(failed) != 1 || !failed[bad.ID] {
+		t.Fatalf("damaged blob: ReadBlobs %v, failed %d blobs, want only the damaged one", err, len(failed))
+	}
+
+	// A missing pack fails every blob, with the storage's error.
+	if err := st.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = r.ReadBlobs(ctx, pack, blobs, func(b PackBlob, data []byte, err error) error {
+		if !storage.IsNotExist(err) {
+			t.Errorf("blob of a missing pack: %v, want not-exist", err)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(blobs) {
+		t.Fatalf("missing pack: ReadBlobs %v, %d of %d blobs reported", err, n, len(blobs))
+	}
+
+	// An error from fn stops ReadBlobs.
+	stop := errors.New("stop")
+	n = 0
+	err = r.ReadBlobs(ctx, pack, blobs, func(PackBlob, []byte, error) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("fn's error: ReadBlobs %v after %d calls, want stop after 1", err, n)
+	}
+}
