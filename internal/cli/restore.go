@@ -73,7 +73,7 @@ func runRestore(cmd *cobra.Command, g *globalOptions, o restoreOptions, spec str
 	}
 	progress := g.printer.NewProgress("restore")
 	res, err := restorer.Restore(ctx, e, cleanPath(p), restorer.Options{
-		Target: o.target, Include: o.include, Exclude: o.exclude, Verify: o.verify,
+		Target: o.target, Include: o.include, Exclude: o.exclude, Verify: o.verify, Repository: r,
 		Progress: restoreProgress{progress},
 	})
 	progress.Done()

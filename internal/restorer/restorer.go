@@ -41,7 +41,12 @@ type Options struct {
 	// entries and what is inside them are restored.
 	Include, Exclude []string
 	// Verify re-reads every restored file and compares it with the snapshot.
-	Verify   bool
+	Verify bool
+	// Repository, if set, is the repository of the snapshot: the content of its
+	// files is then read pack by pack (each pack once, in about the order it was
+	// written) instead of chunk by chunk, file by file.
+	Repository *repo.Repository
+	// Workers is how many files, or packs, are restored at once; 0 means 2 per core.
 	Workers  int
 	Progress Progress
 }
@@ -72,6 +77,11 @@ type restorer struct {
 	links    map[[2]uint64]string // (device, inode) -> first restored path
 	dirs     []dirMeta
 	linkJobs []linkJob
+	plan     *contentPlan // file content restored pack by pack; nil: file by file
+
+	// realDirs are the folders of the target this restore made or found to be
+	// real folders (not symlinks); only the walk uses it.
+	realDirs map[string]bool
 }
 
 type dirMeta struct {
@@ -111,7 +121,13 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 	if opts.Workers <= 0 {
 		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	rs := &restorer{opts: opts, target: target, progress: opts.Progress, links: map[[2]uint64]string{}}
+	rs := &restorer{opts: opts, target: target, progress: opts.Progress, links: map[[2]uint64]string{}, realDirs: map[string]bool{}}
+	if opts.Repository != nil {
+		// A pack reader decrypts and unpacks what it reads: one per two file
+		// workers (one a core by default) keeps the cores busy with a pack
+		// buffer each.
+		rs.plan = newContentPlan(opts.Repository, rs, max(1, opts.Workers/2))
+	}
 
 	// Plan: count what will be restored.
 	var files, bytes int64
@@ -146,6 +162,9 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 		return rs.restoreEntry(ctx, p, dst, e, jobs)
 	})
 	close(jobs)
+	if rs.plan != nil {
+		rs.plan.finish(ctx)
+	}
 	wg.Wait()
 	if walkErr != nil {
 		return nil, walkErr
@@ -252,6 +271,9 @@ func (rs *restorer) prepare(rel []string) (string, error) {
 		if i == len(rel)-1 {
 			break
 		}
+		if rs.realDirs[dst] {
+			continue
+		}
 		fi, err := os.Lstat(dst)
 		switch {
 		case os.IsNotExist(err):
@@ -265,6 +287,7 @@ func (rs *restorer) prepare(rel []string) (string, error) {
 		case !fi.IsDir():
 			return "", fmt.Errorf("%s exists and is not a folder", dst)
 		}
+		rs.realDirs[dst] = true
 	}
 	return dst, nil
 }
@@ -297,6 +320,7 @@ func (rs *restorer) restoreEntry(ctx context.Context, p, dst string, e *vfs.Entr
 			rs.fail(p, err)
 			return vfs.SkipDir
 		}
+		rs.realDirs[dst] = true
 		rs.mu.Lock()
 		rs.dirs = append(rs.dirs, dirMeta{path: dst, node: n})
 		rs.res.Dirs++
@@ -318,6 +342,12 @@ func (rs *restorer) restoreEntry(ctx context.Context, p, dst string, e *vfs.Entr
 				rs.progress.FileDone(p, int64(n.Size))
 				return nil
 			}
+		}
+		if rs.plan != nil && len(n.Content) > 0 {
+			if err := rs.plan.add(ctx, dst, e); err != nil {
+				rs.fail(dst, err)
+			}
+			return nil
 		}
 		select {
 		case jobs <- fileJob{path: dst, entry: e}:
