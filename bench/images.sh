@@ -362,7 +362,7 @@ $TREE manifest "$WORK/efi/src.now" "$WORK/manifests/src.efi.json"
 sfdisk -d "$DISK" | sed "s|$DISK|DISK|" > "$WORK/manifests/src.table"
 # what the change did to the disk's blocks: the least any block-level tool must store
 $DISKPY blockhash "$DISK" "$WORK/manifests/blocks.2"
-CHUNK=262144     # cairn image create's default --chunk-size
+CHUNK=32768      # cairn image create's default --chunk-size: the unit in which it stores changes
 read -r BLK4K BLKCHUNK < <($DISKPY blockdiff "$WORK/manifests/blocks.1" "$WORK/manifests/blocks.2" "$CHUNK")
 log "  disk blocks changed: $((BLK4K/1048576)) MiB in 4 KiB blocks, $((BLKCHUNK/1048576)) MiB in $((CHUNK/1024)) KiB chunks"
 
