@@ -252,6 +252,8 @@ func (c Config) String() string {
 		u.Path = "/~/" + c.Path
 	} else if strings.HasPrefix(c.Path, "/~") {
 		u.Path = "/" + c.Path // not a home folder; cleaned away when parsed
+	} else if c.Path == "/" {
+		u.Path = "//" // a lone "/" reads as no path; cleaned to "/" when parsed
 	}
 	return u.String()
 }
