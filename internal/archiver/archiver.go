@@ -87,15 +87,16 @@ type Result struct {
 var ErrSourceMissing = errors.New("source does not exist")
 
 type archiver struct {
-	r        *repo.Repository
-	opts     Options
-	progress Progress
-	sizes    chunker.Sizes
-	files    chan fileJob
-	blobs    chan blobJob
-	large    chan struct{} // semaphore of large files being read
-	chunks   *chunkRing    // memory of chunks between readers and savers
-	workers  sync.WaitGroup
+	r         *repo.Repository
+	opts      Options
+	progress  Progress
+	sizes     chunker.Sizes
+	files     chan fileJob
+	blobs     chan blobJob
+	large     chan struct{} // semaphore of large files being read
+	finishing chan struct{} // semaphore of files read whose ids the savers have yet to give
+	chunks    *chunkRing    // memory of chunks between readers and savers
+	workers   sync.WaitGroup
 
 	mu     sync.Mutex
 	errors []PathError
@@ -139,10 +140,11 @@ func Backup(ctx context.Context, r *repo.Repository, paths []string, opts Option
 	minSize, avg, maxSize := r.ChunkSizes()
 	a := &archiver{
 		r: r, opts: opts, progress: opts.Progress,
-		sizes: chunker.Sizes{Min: minSize, Avg: avg, Max: maxSize},
-		files: make(chan fileJob),
-		blobs: make(chan blobJob, runtime.GOMAXPROCS(0)),
-		large: make(chan struct{}, 1),
+		sizes:     chunker.Sizes{Min: minSize, Avg: avg, Max: maxSize},
+		files:     make(chan fileJob),
+		blobs:     make(chan blobJob, runtime.GOMAXPROCS(0)),
+		large:     make(chan struct{}, largeFiles),
+		finishing: make(chan struct{}, 64),
 		// Four average chunks a saver (one to work on, more queued), and room
 		// for a chunk of the largest size with others in flight.
 		chunks:  newChunkRing(max(4*avg*runtime.GOMAXPROCS(0), maxSize+2*avg)),

@@ -35,6 +35,11 @@ type blobResult struct {
 // largeFile is the size from which a file needs a large chunker buffer.
 const largeFile = 1 << 20
 
+// largeFiles is how many large files are read at once, each with a chunker buffer
+// of a few average chunks: more than one, so that the savers are not left waiting
+// while one file is opened or read from a cold disk.
+const largeFiles = 2
+
 // startWorkers starts the file readers, which chunk files, and the blob savers,
 // which hash, compress, seal and pack the chunks on every core.
 func (a *archiver) startWorkers(ctx context.Context) {
@@ -138,7 +143,12 @@ func (a *archiver) saveFile(ctx context.Context, path string, n *repo.Node, prev
 // readFile reads and chunks one file, hands the chunks to the savers, and completes
 // the job's future with the content ids in order.
 func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
-	defer close(job.f.done)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			close(job.f.done)
+		}
+	}()
 	f, err := openFile(job.path)
 	if err != nil {
 		job.f.skip = true
@@ -156,8 +166,9 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 	// last chunk is handed to the savers: the next file is read meanwhile.
 	done := c.Release
 	if job.node.Size >= largeFile {
-		// Large files chunk with large buffers, one at a time: one chunker (about
-		// 1 GB/s) keeps every saver busy.
+		// Large files chunk with large buffers, a few at a time: one chunker
+		// (about 1 GB/s) could keep every saver busy, were it never waiting for
+		// the disk.
 		select {
 		case a.large <- struct{}{}:
 			done = func() {
@@ -232,6 +243,30 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 	}
 	done()
 	done = nil
+	// Whether the file changed while it was read is known now. Its ids come as the
+	// savers get through its chunks; the reader does not wait for them but goes on
+	// with the next file, so that reading never waits for saving.
+	changed := false
+	if after, err := f.Stat(); err == nil && (uint64(after.Size()) != job.node.Size || after.ModTime().UnixNano() != job.node.MTime || size != job.node.Size) {
+		changed = true
+	}
+	select {
+	case a.finishing <- struct{}{}:
+	case <-ctx.Done():
+		job.f.err = ctx.Err()
+		return
+	}
+	handedOff = true
+	go func() {
+		defer func() { <-a.finishing }()
+		defer close(job.f.done)
+		a.finishFile(job, results, size, readErr, changed)
+	}()
+}
+
+// finishFile completes a file's future once the savers have given the ids of all
+// its chunks.
+func (a *archiver) finishFile(job fileJob, results []chan blobResult, size uint64, readErr error, changed bool) {
 	content := make([]repo.ID, 0, len(results))
 	var added uint64
 	for _, res := range results {
@@ -252,7 +287,7 @@ func (a *archiver) readFile(ctx context.Context, job fileJob, c *chunker.CDC) {
 	}
 	n := job.node
 	n.Content = content
-	if after, err := f.Stat(); err == nil && (uint64(after.Size()) != n.Size || after.ModTime().UnixNano() != n.MTime || size != n.Size) {
+	if changed {
 		n.Error = "file changed while it was read"
 		a.progress.Warning(job.path, n.Error)
 	}
