@@ -18,7 +18,9 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		// Most of the heap is large reused buffers that hold no pointers: collecting
 		// more often costs little and keeps the peak memory close to what is live.
-		debug.SetGCPercent(25)
+		// Measured on bench/files.sh's first backup: 10 % instead of 25 % takes
+		// about 20 MiB off the peak for 0.3 s more collector CPU (under 1 %).
+		debug.SetGCPercent(10)
 	}
 	os.Exit(run())
 }
