@@ -19,16 +19,31 @@ import (
 // written, with one request a pack, instead of a request a chunk scattered over
 // the packs of the files restored at once.
 //
-// The walk plans a batch of files at a time: while one batch is restored, the walk
-// plans the next, so memory holds two batches, not the whole snapshot. A pack
-// whose blobs are wanted by two batches is read in two parts.
+// The walk plans a batch of files at a time and hands its packs to the workers,
+// which go from one batch's packs to the next without waiting; at most two batches
+// are planned and not yet restored, so memory does not grow with the snapshot. A
+// pack whose blobs are wanted by two batches is read in two parts.
 type contentPlan struct {
 	r       *repo.Repository
 	rs      *restorer
 	workers int
-	batch   *planBatch    // being planned
-	running chan struct{} // closed when the batch being restored is done; nil if none
+	batch   *planBatch // being planned
+
+	tasks   chan packTask // packs for the workers
+	slots   chan struct{} // one for each batch handed to the workers and not done
+	started bool
+	all     sync.WaitGroup // the workers
 }
+
+// packTask is one pack of a batch, for a worker.
+type packTask struct {
+	batch *planBatch
+	pack  repo.ID
+}
+
+// batchesInFlight is how many planned batches may wait for the workers or be
+// restored at once.
+const batchesInFlight = 2
 
 // batchChunks is how many chunks a batch plans before it is restored.
 const batchChunks = 4096
@@ -39,6 +54,7 @@ type planBatch struct {
 	packs  map[repo.ID][]repo.PackBlob // the blobs wanted from each pack
 	order  []repo.ID                   // packs in the order the walk first needed them
 	chunks int
+	left   sync.WaitGroup // packs not yet restored
 }
 
 func newBatch() *planBatch {
@@ -65,7 +81,7 @@ type plannedFile struct {
 }
 
 func newContentPlan(r *repo.Repository, rs *restorer, workers int) *contentPlan {
-	return &contentPlan{r: r, rs: rs, workers: workers, batch: newBatch()}
+	return &contentPlan{r: r, rs: rs, workers: workers, batch: newBatch(), slots: make(chan struct{}, batchesInFlight)}
 }
 
 // add plans the content of the file e, to be restored at dst. It fails, planning
@@ -101,57 +117,58 @@ func (pl *contentPlan) add(ctx context.Context, dst string, e *vfs.Entry) error 
 	return nil
 }
 
-// start begins restoring the batch planned so far, after the one before it is done.
+// start hands the batch planned so far to the workers, once fewer than
+// batchesInFlight batches are with them.
 func (pl *contentPlan) start(ctx context.Context) {
-	pl.wait()
 	b := pl.batch
+	if len(b.order) == 0 {
+		return
+	}
 	pl.batch = newBatch()
-	done := make(chan struct{})
-	pl.running = done
+	if !pl.started {
+		pl.started = true
+		pl.tasks = make(chan packTask)
+		for range pl.workers {
+			pl.all.Add(1)
+			go func() {
+				defer pl.all.Done()
+				for t := range pl.tasks {
+					pl.restorePack(ctx, t.batch, t.pack)
+					t.batch.left.Done()
+				}
+			}()
+		}
+	}
+	select {
+	case pl.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	b.left.Add(len(b.order))
 	go func() {
-		defer close(done)
-		pl.run(ctx, b)
+		defer func() { <-pl.slots }()
+		for i, p := range b.order {
+			select {
+			case pl.tasks <- packTask{batch: b, pack: p}:
+			case <-ctx.Done():
+				b.left.Add(i - len(b.order))
+				return
+			}
+		}
+		b.left.Wait()
 	}()
 }
 
-// wait waits for the batch being restored, if any.
-func (pl *contentPlan) wait() {
-	if pl.running != nil {
-		<-pl.running
-		pl.running = nil
-	}
-}
-
-// finish restores what is still planned and waits until it is done.
+// finish restores what is still planned and waits until every batch is done.
 func (pl *contentPlan) finish(ctx context.Context) {
 	pl.start(ctx)
-	pl.wait()
-}
-
-// run reads the packs of a batch with the plan's workers and writes their blobs;
-// files are finished (metadata, verify) as their last chunk is written.
-func (pl *contentPlan) run(ctx context.Context, b *planBatch) {
-	packs := make(chan repo.ID)
-	var wg sync.WaitGroup
-	for range min(pl.workers, len(b.order)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range packs {
-				pl.restorePack(ctx, b, p)
-			}
-		}()
+	for range batchesInFlight {
+		pl.slots <- struct{}{}
 	}
-feed:
-	for _, p := range b.order {
-		select {
-		case packs <- p:
-		case <-ctx.Done():
-			break feed
-		}
+	if pl.started {
+		close(pl.tasks)
+		pl.all.Wait()
 	}
-	close(packs)
-	wg.Wait()
 }
 
 func (pl *contentPlan) restorePack(ctx context.Context, b *planBatch, pack repo.ID) {

@@ -123,10 +123,10 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 	}
 	rs := &restorer{opts: opts, target: target, progress: opts.Progress, links: map[[2]uint64]string{}, realDirs: map[string]bool{}}
 	if opts.Repository != nil {
-		// A pack reader decrypts and unpacks what it reads: one per two file
-		// workers (one a core by default) keeps the cores busy with a pack
-		// buffer each.
-		rs.plan = newContentPlan(opts.Repository, rs, max(1, opts.Workers/2))
+		// A pack worker waits, besides for its pack, for the filesystem to make
+		// the files it writes (it reads inode tables when cold): two a core keep
+		// the cores busy, with a pack buffer each.
+		rs.plan = newContentPlan(opts.Repository, rs, opts.Workers)
 	}
 
 	// Plan: count what will be restored.
