@@ -133,15 +133,9 @@ func Prune(ctx context.Context, r *repo.Repository, opts Options) (*Result, erro
 
 	for i, p := range chosen {
 		say("repacking pack %d of %d", i+1, len(chosen))
-		err := r.LoadPackBlobs(ctx, p.id, packBlobs(p.blobs), func(b repo.PackBlob, data []byte, err error) error {
-			if err != nil {
-				return fmt.Errorf("pack %s: %w (run 'cairn check --read-data')", p.id.Short(), err)
-			}
-			return r.RepackBlob(ctx, b.Type, b.ID, data)
-		})
-		if err != nil {
+		if err := r.CopyBlobs(ctx, p.id, packBlobs(p.blobs)); err != nil {
 			_ = r.Abort(context.WithoutCancel(ctx))
-			return nil, err
+			return nil, fmt.Errorf("pack %s: %w (run 'cairn check --read-data')", p.id.Short(), err)
 		}
 		drop[p.id] = true
 	}

@@ -114,43 +114,86 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, data []byte) (ID,
 
 // SaveBlobWithID is SaveBlob for a caller that has already computed id with BlobID.
 func (r *Repository) SaveBlobWithID(ctx context.Context, t BlobType, id ID, data []byte) (int, error) {
-	return r.saveBlob(ctx, t, id, data, false, r.enc)
+	return r.saveBlob(ctx, t, id, data, r.enc)
 }
 
-// RepackBlob stores a blob the index already has into a new pack, so that the pack
-// holding it can be deleted once the index is rewritten (prune).
-func (r *Repository) RepackBlob(ctx context.Context, t BlobType, id ID, data []byte) error {
-	_, err := r.saveBlob(ctx, t, id, data, true, r.enc)
-	return err
-}
-
-func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byte, repack bool, enc *zstd.Encoder) (int, error) {
+func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byte, enc *zstd.Encoder) (int, error) {
 	if len(data) > format.MaxBlobSize {
 		return 0, fmt.Errorf("blob of %d bytes exceeds the maximum of %d", len(data), format.MaxBlobSize)
 	}
-	p := r.packer
-	if err := p.failed(); err != nil {
+	if ok, err := r.admit(t, id, false); !ok || err != nil {
 		return 0, err
 	}
-	k := blobKey{t, id}
-	if !repack && r.HasBlob(t, id) {
-		return 0, nil
-	}
-	p.mu.Lock()
-	if p.pending[k] {
-		p.mu.Unlock()
-		return 0, nil
-	}
-	p.pending[k] = true
-	p.mu.Unlock()
-
 	bp := bufPool.Get().(*[]byte)
 	payload := r.compress(enc, *bp, data)
 	defer func() {
 		*bp = payload[:0]
 		bufPool.Put(bp)
 	}()
+	return r.seal(ctx, t, id, payload, len(data))
+}
 
+// CopyBlobs stores the listed blobs of a pack again in new packs, as they are
+// stored (compressed the same), so that the pack can be deleted once the index
+// is rewritten (prune). Every blob is verified against its id first; the first
+// that fails stops the copy with its error.
+func (r *Repository) CopyBlobs(ctx context.Context, pack ID, blobs []PackBlob) error {
+	data, err := r.st.Load(ctx, storage.Handle{Type: storage.PackFile, Name: pack.String()}, 0, 0)
+	if err != nil {
+		return err
+	}
+	for _, b := range blobs {
+		end := int(b.Offset) + int(b.Length)
+		if end > len(data) {
+			return fmt.Errorf("%v blob %s: beyond the end of pack %s", b.Type, b.ID.Short(), pack.Short())
+		}
+		payload, _, err := r.openPayload(b.Type, b.ID, data[b.Offset:end], int(b.RawLength))
+		if err != nil {
+			return err
+		}
+		if err := r.copyBlob(ctx, b, payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBlob seals a verified blob's payload, compressed as it was, into a new
+// pack, even though the index has the blob.
+func (r *Repository) copyBlob(ctx context.Context, b PackBlob, payload []byte) error {
+	if ok, err := r.admit(b.Type, b.ID, true); !ok || err != nil {
+		return err
+	}
+	_, err := r.seal(ctx, b.Type, b.ID, payload, int(b.RawLength))
+	return err
+}
+
+// admit reports whether a blob is to be stored now: not when the repository has
+// it (unless repack) or a pack not yet uploaded holds it. It marks an admitted
+// blob as pending.
+func (r *Repository) admit(t BlobType, id ID, repack bool) (bool, error) {
+	p := r.packer
+	if err := p.failed(); err != nil {
+		return false, err
+	}
+	k := blobKey{t, id}
+	if !repack && r.HasBlob(t, id) {
+		return false, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending[k] {
+		return false, nil
+	}
+	p.pending[k] = true
+	return true, nil
+}
+
+// seal encrypts a blob's payload (its encoding byte and bytes) into the open pack
+// of its type, finishing the pack first when the blob would overflow it, and
+// returns the bytes it stored. rawLength is the blob's plaintext length.
+func (r *Repository) seal(ctx context.Context, t BlobType, id ID, payload []byte, rawLength int) (int, error) {
+	p := r.packer
 	var spare []byte // a data pack buffer got by waiting, not yet used
 	defer func() {
 		if spare != nil {
@@ -198,7 +241,7 @@ func (r *Repository) saveBlob(ctx context.Context, t BlobType, id ID, data []byt
 		offset := len(op.data)
 		op.data = r.key.Seal(op.data, payload) // sealed in place: no copy of the blob
 		stored := len(op.data) - offset
-		op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(offset), Length: uint32(stored), RawLength: uint32(len(data))})
+		op.blobs = append(op.blobs, format.PackBlob{Type: t, ID: id, Offset: uint32(offset), Length: uint32(stored), RawLength: uint32(rawLength)})
 		p.mu.Unlock()
 		if full != nil {
 			if err := p.upload(ctx, full); err != nil {
@@ -341,18 +384,26 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID) ([]byte, e
 
 // openBlob decrypts, decompresses and verifies one sealed blob.
 func (r *Repository) openBlob(t BlobType, id ID, sealed []byte, rawLength int) ([]byte, error) {
-	payload, err := r.key.Open(nil, sealed)
+	_, data, err := r.openPayload(t, id, sealed, rawLength)
+	return data, err
+}
+
+// openPayload decrypts a blob's sealed bytes and verifies them against its id,
+// returning its payload (as stored: encoding byte and bytes) and its plaintext.
+// sealed is not changed.
+func (r *Repository) openPayload(t BlobType, id ID, sealed []byte, rawLength int) (payload, data []byte, err error) {
+	payload, err = r.key.Open(nil, sealed)
 	if err != nil {
-		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+		return nil, nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
 	}
-	data, err := r.decompress(payload, rawLength)
+	data, err = r.decompress(payload, rawLength)
 	if err != nil {
-		return nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
+		return nil, nil, fmt.Errorf("%v blob %s: %w", t, id.Short(), err)
 	}
 	if len(data) != rawLength || ID(r.key.ContentID(data)) != id {
-		return nil, fmt.Errorf("%v blob %s: content does not match its id (damaged)", t, id.Short())
+		return nil, nil, fmt.Errorf("%v blob %s: content does not match its id (damaged)", t, id.Short())
 	}
-	return data, nil
+	return payload, data, nil
 }
 
 // LoadPackBlobs reads a whole pack once and calls fn with each listed blob's verified

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -307,5 +308,111 @@ func TestReadBlobs(t *testing.T) {
 	err = r.ReadBlobs(ctx, pack, blobs, func(PackBlob, []byte, error) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Fatalf("fn's error: ReadBlobs %v after %d calls, want stop after 1", err, n)
+	}
+}
+
+// wordText returns n bytes of text made of a few thousand random words: it
+// compresses better at zstd's better level than at its default.
+func wordText(rnd *rand.Rand, n int) []byte {
+	words := make([]string, 3000)
+	for i := range words {
+		w := make([]byte, 2+rnd.Intn(9))
+		for j := range w {
+			w[j] = byte('a' + rnd.Intn(26))
+		}
+		words[i] = string(w)
+	}
+	var b []byte
+	for len(b) < n {
+		b = append(b, words[int(float64(len(words))*rnd.Float64()*rnd.Float64())]...)
+		b = append(b, ' ')
+	}
+	return b[:n]
+}
+
+func TestCopyBlobsKeepsStoredCompression(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r, err := Init(ctx, st, "pw", Options{KDF: crypto.FastKDFParams, PackSize: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rnd := rand.New(rand.NewSource(7))
+	large := wordText(rnd, 6<<20)
+	small := wordText(rnd, 100<<10)
+	largeID, smallID := r.BlobID(large), r.BlobID(small)
+	if _, err := r.SaveBlobCompressed(ctx, DataBlob, largeID, large, CompressLarge); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SaveBlobWithID(ctx, DataBlob, smallID, small); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.LookupBlob(DataBlob, largeID)
+	if n := len(r.compress(r.enc, nil, large)) + crypto.Overhead; n == int(before.Length) {
+		t.Fatalf("the default level stores the large blob in %d bytes too: the test cannot tell a copy from a recompression", n)
+	}
+	smallBefore, _ := r.LookupBlob(DataBlob, smallID)
+	if smallBefore.Pack != before.Pack {
+		t.Fatal("the two blobs are in different packs")
+	}
+	blobs, err := r.LoadPackHeader(ctx, before.Pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CopyBlobs(ctx, before.Pack, blobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RewriteIndex(ctx, func(p ID) bool { return p != before.Pack }); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemovePack(ctx, before.Pack); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[ID]struct {
+		data []byte
+		loc  BlobLocation
+	}{largeID: {large, before}, smallID: {small, smallBefore}} {
+		after, ok := r.LookupBlob(DataBlob, id)
+		if !ok || after.Pack == before.Pack {
+			t.Fatalf("blob %s not in a new pack: %+v", id.Short(), after)
+		}
+		if after.Length != want.loc.Length {
+			t.Errorf("blob %s stored in %d bytes after the copy, %d before: compressed anew", id.Short(), after.Length, want.loc.Length)
+		}
+		got, err := r.LoadBlob(ctx, DataBlob, id)
+		if err != nil || string(got) != string(want.data) {
+			t.Errorf("blob %s after the copy: %v (content equal: %v)", id.Short(), err, string(got) == string(want.data))
+		}
+	}
+
+	// A damaged blob stops the copy with an error that names it.
+	loc, _ := r.LookupBlob(DataBlob, largeID)
+	h := storage.Handle{Type: storage.PackFile, Name: loc.Pack.String()}
+	data, err := st.Load(ctx, h, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append([]byte(nil), data...)
+	data[loc.Offset+100] ^= 1
+	if err := st.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, h, data); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err = r.LoadPackHeader(ctx, loc.Pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.CopyBlobs(ctx, loc.Pack, blobs)
+	if err == nil || !strings.Contains(err.Error(), largeID.Short()) {
+		t.Fatalf("copy of a damaged blob: %v, want an error naming %s", err, largeID.Short())
 	}
 }

@@ -155,12 +155,12 @@ func (r *Repository) salvagePack(ctx context.Context, pack ID, listed []PackBlob
 		if seen[k] || end > int64(len(data)) {
 			continue
 		}
-		plain, err := r.openBlob(b.Type, b.ID, append([]byte(nil), data[b.Offset:end]...), int(b.RawLength))
+		payload, _, err := r.openPayload(b.Type, b.ID, data[b.Offset:end], int(b.RawLength))
 		if err != nil {
 			continue
 		}
 		seen[k] = true
-		if err := r.RepackBlob(ctx, b.Type, b.ID, plain); err != nil {
+		if err := r.copyBlob(ctx, b, payload); err != nil {
 			return nil, n, err
 		}
 		n++
