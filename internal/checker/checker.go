@@ -342,8 +342,8 @@ func (c *checker) walkImage(ctx context.Context, snap repo.ID, img *repo.Image, 
 				hit = "chunk list damaged or missing"
 				break
 			}
-			n += int64(len(ids))
-			for i, id := range ids {
+			for j, id := range ids {
+				i := n + int64(j) // the chunk's index in the region
 				if id.IsNull() {
 					continue
 				}
@@ -351,14 +351,23 @@ func (c *checker) walkImage(ctx context.Context, snap repo.ID, img *repo.Image, 
 					hit = fmt.Sprintf("chunk %d in %s", i, obj)
 					break
 				}
-				if !c.r.HasBlob(repo.DataBlob, id) {
+				size, ok := c.r.BlobSize(repo.DataBlob, id)
+				if !ok {
 					if first {
 						c.problem("blob "+id.Short(), fmt.Errorf("not in the index (used by %s)", name))
 					}
 					hit = fmt.Sprintf("chunk %d missing", i)
 					break
 				}
+				if _, _, err := reg.SpanOf(i, int64(size)); err != nil {
+					if first {
+						c.problem("chunk list "+lid.Short(), fmt.Errorf("names blob %s, which does not belong there: %w", id.Short(), err))
+					}
+					hit = fmt.Sprintf("chunk %d names a blob that fits no span", i)
+					break
+				}
 			}
+			n += int64(len(ids))
 			if hit != "" {
 				break
 			}

@@ -74,6 +74,29 @@ func (r *ImageRegion) NumChunks() int64 {
 	return (r.Size + int64(r.ChunkSize) - 1) / int64(r.ChunkSize)
 }
 
+// SpanOf returns the chunks [start, end) of the region that a blob of n bytes
+// named at chunk i holds: the run of 2^k chunks from a multiple of 2^k that
+// holds i, clipped to the region's end, whose bytes add up to n. There is at
+// most one; when there is none, the chunk list and the blob do not belong
+// together (the list is damaged).
+func (r *ImageRegion) SpanOf(i, n int64) (start, end int64, err error) {
+	cs, total := int64(r.ChunkSize), r.NumChunks()
+	if i < 0 || i >= total {
+		return 0, 0, fmt.Errorf("chunk %d of a region of %d chunks", i, total)
+	}
+	for l := int64(1); ; l *= 2 {
+		s := i - i%l
+		e := min(s+l, total)
+		b := min(e*cs, r.Size) - s*cs
+		if b == n {
+			return s, e, nil
+		}
+		if b > n || (s == 0 && e == total) {
+			return 0, 0, fmt.Errorf("a blob of %d bytes at chunk %d fits no span of %d-byte chunks", n, i, cs)
+		}
+	}
+}
+
 func (img *Image) check() error {
 	if img.Size <= 0 || img.SectorSize <= 0 {
 		return fmt.Errorf("image: invalid size %d or sector size %d", img.Size, img.SectorSize)

@@ -106,7 +106,7 @@ func (g *parentGroup) chunks(ctx context.Context, r *repo.Repository, reg *repo.
 		}
 		// The same blob may hold equal spans at two places: its span is
 		// found from each chunk.
-		s, _, err := spanOf(reg, c, int64(len(b)))
+		s, _, err := reg.SpanOf(c, int64(len(b)))
 		if err != nil {
 			return nil, nil, fmt.Errorf("parent image: %w", err)
 		}

@@ -172,7 +172,7 @@ func (rd *Reader) chunk(i int, c int64) ([]byte, error) {
 	}
 	// The chunk is a part of the blob's span (span.go).
 	reg := &rd.regions[i]
-	s, _, err := spanOf(reg, c, int64(len(b)))
+	s, _, err := reg.SpanOf(c, int64(len(b)))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", id.Short(), err)
 	}

@@ -359,7 +359,7 @@ func eachRun(ctx context.Context, r *repo.Repository, reg *repo.ImageRegion, fn 
 						listErr <- fmt.Errorf("chunk %d: data blob %s is not in the index", i, id.Short())
 						return
 					}
-					s, e, err := spanOf(reg, i, int64(size))
+					s, e, err := reg.SpanOf(i, int64(size))
 					if err != nil {
 						listErr <- fmt.Errorf("chunk %d: blob %s: %w", i, id.Short(), err)
 						return

@@ -1,10 +1,6 @@
 package imager
 
-import (
-	"fmt"
-
-	"cairn/internal/repo"
-)
+import "cairn/internal/repo"
 
 // SpanSize is the most bytes one blob of an image holds. A region is cut into
 // chunks of its chunk size, the unit in which an image tells what changed; a
@@ -20,28 +16,6 @@ const SpanSize = 8 << 20
 // would name earlier blobs holding more than maxKeptSpans times the group's
 // bytes stores the group as one span again.
 const maxKeptSpans = 2
-
-// spanOf returns the chunks [start, end) of reg that a blob of n bytes named
-// at chunk i holds: the run of 2^k chunks from a multiple of 2^k that holds i,
-// clipped to the region's end, whose bytes add up to n. There is at most one;
-// when there is none, the chunk list and the blob do not belong together.
-func spanOf(reg *repo.ImageRegion, i int64, n int64) (start, end int64, err error) {
-	cs, total := int64(reg.ChunkSize), reg.NumChunks()
-	if i < 0 || i >= total {
-		return 0, 0, fmt.Errorf("chunk %d of a region of %d chunks", i, total)
-	}
-	for l := int64(1); ; l *= 2 {
-		s := i - i%l
-		e := min(s+l, total)
-		b := min(e*cs, reg.Size) - s*cs
-		if b == n {
-			return s, e, nil
-		}
-		if b > n || (s == 0 && e == total) {
-			return 0, 0, fmt.Errorf("a blob of %d bytes at chunk %d fits no span of %d-byte chunks", n, i, cs)
-		}
-	}
-}
 
 // spanBytes returns the byte range of chunks [start, end) of reg, relative to
 // the region.

@@ -7,7 +7,7 @@ import (
 	"cairn/internal/repo"
 )
 
-// TestSpanOf checks spanOf against every span of small regions: each chunk of
+// TestSpanOf checks ImageRegion.SpanOf against every span of small regions: each chunk of
 // a span, given the span's length, finds that span, and a length that is no
 // span's fails.
 func TestSpanOf(t *testing.T) {
@@ -20,7 +20,7 @@ func TestSpanOf(t *testing.T) {
 				e := min(s+l, total)
 				_, n := spanBytes(reg, s, e)
 				for i := s; i < e; i++ {
-					gs, ge, err := spanOf(reg, i, n)
+					gs, ge, err := reg.SpanOf(i, n)
 					if err != nil || gs != s || ge != e {
 						t.Fatalf("size %d: chunk %d, %d bytes: span [%d, %d) %v, want [%d, %d)", size, i, n, gs, ge, err, s, e)
 					}
@@ -32,12 +32,12 @@ func TestSpanOf(t *testing.T) {
 				if n == 3*cs && size == 3*cs && i < 3 {
 					continue // the whole region of three chunks, clipped
 				}
-				if s, e, err := spanOf(reg, i, n); err == nil {
+				if s, e, err := reg.SpanOf(i, n); err == nil {
 					t.Errorf("size %d: chunk %d, %d bytes: span [%d, %d)", size, i, n, s, e)
 				}
 			}
 		}
-		if _, _, err := spanOf(reg, total, cs); err == nil {
+		if _, _, err := reg.SpanOf(total, cs); err == nil {
 			t.Errorf("size %d: chunk %d outside the region has a span", size, total)
 		}
 	}
