@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -70,6 +71,15 @@ func TestRepairImageSnapshot(t *testing.T) {
 		t.Fatal("no lost ranges")
 	}
 	e.must("check", "--read-data")
+	show := e.must("image", "show", "latest")
+	if !strings.Contains(show, fmt.Sprintf("repaired: %d ranges were lost", len(lost))) {
+		t.Errorf("image show does not tell the lost ranges:\n%s", show)
+	}
+	for _, l := range lost {
+		if !strings.Contains(show, fmt.Sprintf("bytes %d to ", l[0])) {
+			t.Errorf("image show does not name the lost bytes %d+%d:\n%s", l[0], l[1], show)
+		}
+	}
 
 	repaired := filepath.Join(e.dir, "repaired.img")
 	r := e.run("image", "restore", "latest", repaired)

@@ -343,6 +343,12 @@ func newImageShowCommand(g *globalOptions) *cobra.Command {
 						firstNonEmpty(p.TypeName, p.Type), p.Name, p.FS, p.Label, p.FSUUID, ui.Bytes(uint64(p.UsedBytes)))
 				}
 				_ = tw.Flush()
+				if len(img.Lost) > 0 {
+					fmt.Fprintf(w, "repaired: %d ranges were lost from the repository and restore as zeros:\n", len(img.Lost))
+					for _, l := range lostWarnings(img, 0) {
+						fmt.Fprintf(w, "  %s\n", strings.TrimSuffix(l, " were lost from the repository and are written as zeros"))
+					}
+				}
 			})
 			return nil
 		},
