@@ -6,8 +6,10 @@
 // to what remains, and its node says so in its error field. A folder whose listing
 // is lost becomes an empty folder, marked the same way. A snapshot whose root folder
 // is lost has nothing left to keep and cannot be repaired. In an image snapshot,
-// lost chunks become null chunks, which restore as zeros, and the byte ranges they
-// cover are recorded in the image (Image.Lost) so that a restore names them.
+// lost chunks (and chunks whose blob has a length no span at that chunk has, which
+// no restore can read) become null chunks, which restore as zeros, and the byte
+// ranges they cover are recorded in the image (Image.Lost) so that a restore names
+// them.
 //
 // The repaired snapshot keeps the original's time, host, paths and parent, gets the
 // tag "repaired", and names the original in its Original field. The original stays
@@ -211,6 +213,20 @@ func (w *walker) forget(ctx context.Context, res *Result) error {
 	return nil
 }
 
+// misfit returns why chunk i of reg cannot be read from blob id although the blob
+// is intact: its length fits no span at that chunk (the list and the blob do not
+// belong together); "" when it fits or the index does not know the blob.
+func (w *walker) misfit(reg *repo.ImageRegion, i int64, id repo.ID) string {
+	size, ok := w.r.BlobSize(repo.DataBlob, id)
+	if !ok {
+		return ""
+	}
+	if _, _, err := reg.SpanOf(i, int64(size)); err != nil {
+		return "chunk list names a blob that does not belong there: " + err.Error()
+	}
+	return ""
+}
+
 // dataLost returns why a data chunk is lost, or "" if it is intact.
 func (w *walker) dataLost(ctx context.Context, id repo.ID) (string, error) {
 	loc, ok := w.r.LookupBlob(repo.DataBlob, id)
@@ -386,6 +402,9 @@ func (w *walker) image(ctx context.Context, orig *repo.Image) (*repo.Image, []Da
 					why, err := w.dataLost(ctx, id)
 					if err != nil {
 						return nil, nil, nil, err
+					}
+					if why == "" {
+						why = w.misfit(reg, c+int64(j), id)
 					}
 					if why == "" {
 						continue

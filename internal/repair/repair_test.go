@@ -425,3 +425,42 @@ func TestMergeRanges(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// TestRepairImageChunkThatFitsNoSpan checks that a chunk whose list names an
+// intact blob of a length no span at that chunk has is repaired as lost: a
+// restore could not read it.
+func TestRepairImageChunkThatFitsNoSpan(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const cs = 4096
+	good, odd := f.blob(repo.DataBlob, chunk(1, cs)), f.blob(repo.DataBlob, chunk(2, cs+7))
+	list, err := f.r.SaveChunkList(ctx, []repo.ID{good, odd, good, repo.ID{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	img := &repo.Image{Source: "/dev/x", Size: 4 * cs, SectorSize: 512, Table: "none",
+		Regions: []repo.ImageRegion{{Kind: repo.RegionGap, Size: 4 * cs, ChunkSize: cs, Chunks: []repo.ID{list}}}}
+	snap := f.snapshot(&repo.Snapshot{Kind: repo.KindImage, Paths: []string{"/dev/x"}, Image: img})
+	res, err := repair.Snapshots(ctx, f.r, []repo.ID{snap}, repair.Options{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res[0]
+	if got.Status != repair.Repaired || !slices.Equal(got.Lost, []repo.ByteRange{{Offset: cs, Length: cs}}) {
+		t.Fatalf("repair: %+v", got)
+	}
+	if len(got.Damage) != 1 || !strings.Contains(got.Damage[0].What, "does not belong there") {
+		t.Errorf("damage %+v, want the misfit named", got.Damage)
+	}
+	s, err := f.r.LoadSnapshot(ctx, got.New)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := f.r.LoadChunkList(ctx, s.Image.Regions[0].Chunks[0])
+	if err != nil || !slices.Equal(ids, []repo.ID{good, {}, good, {}}) {
+		t.Errorf("chunks after repair: %v %v", ids, err)
+	}
+}
