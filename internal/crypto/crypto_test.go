@@ -300,8 +300,10 @@ func TestDeriveKeyRejects(t *testing.T) {
 		{Time: 1, MemoryKiB: 0, Threads: 1},
 		{Time: 1, MemoryKiB: 7, Threads: 1},
 		{Time: 1, MemoryKiB: 64, Threads: 0},
+		{Time: MaxKDFTime + 1, MemoryKiB: 64, Threads: 1},
+		{Time: 1, MemoryKiB: MaxKDFMemoryKiB + 1, Threads: 1},
 		{Time: 1001, MemoryKiB: 64, Threads: 1},
-		{Time: 1, MemoryKiB: 4<<20 + 1, Threads: 1},
+		{Time: 1, MemoryKiB: 4 << 20, Threads: 1},
 		{Time: 1<<32 - 1, MemoryKiB: 1<<32 - 1, Threads: 255},
 	} {
 		if k, err := DeriveKey("pw", salt, p); err == nil || k != nil {

@@ -17,13 +17,22 @@ type KDFParams struct {
 // FastKDFParams are cheap settings for tests; never use them for real data.
 var FastKDFParams = KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
-// DeriveKey returns the key wrapping key derived from password and salt.
+// The largest Argon2id settings DeriveKey accepts: twice the passes and 16 times
+// the memory that TuneKDF ever picks, so that a key file planted in a repository
+// cannot make opening it take hours or exhaust the machine's memory.
+const (
+	MaxKDFTime      = 100
+	MaxKDFMemoryKiB = 1 << 20 // 1 GiB
+)
+
+// DeriveKey returns the key wrapping key derived from password and salt; it
+// refuses settings above MaxKDFTime and MaxKDFMemoryKiB.
 func DeriveKey(password string, salt []byte, p KDFParams) (*Key, error) {
 	if p.Time == 0 || p.MemoryKiB < 8 || p.Threads == 0 {
 		return nil, fmt.Errorf("invalid KDF parameters %+v", p)
 	}
-	if p.Time > 1000 || p.MemoryKiB > 4<<20 {
-		return nil, fmt.Errorf("KDF parameters too large: %+v", p)
+	if p.Time > MaxKDFTime || p.MemoryKiB > MaxKDFMemoryKiB {
+		return nil, fmt.Errorf("KDF parameters too large: %+v (at most %d passes and %d MiB)", p, MaxKDFTime, MaxKDFMemoryKiB>>10)
 	}
 	b := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, 2*KeySize)
 	return NewKey(b[:KeySize], b[KeySize:])
