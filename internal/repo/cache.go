@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"cairn/internal/format"
 	"cairn/internal/storage"
 )
 
@@ -95,7 +96,42 @@ func openCache(base, id string, warn func(error)) *cache {
 		c.fail(err)
 		return nil
 	}
+	now := time.Now()
+	_ = os.Chtimes(c.dir, now, now) // in use: not old
+	removeOldCaches(base, now)
 	return c
+}
+
+// cacheMaxAge is how long the cache of a repository may go unopened before the
+// opening of any other repository's cache removes it, as restic's old caches go
+// after 30 days; using that repository again only fetches its files again.
+const cacheMaxAge = 30 * 24 * time.Hour
+
+// removeOldCaches removes the repository caches in base (folders named by a
+// repository id, holding an index folder) that no one has opened for
+// cacheMaxAge; it leaves everything else alone and ignores errors: a cache that
+// stays is no harm.
+func removeOldCaches(base string, now time.Time) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := format.ParseID(e.Name()); err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || now.Sub(fi.ModTime()) < cacheMaxAge {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(base, e.Name(), string(storage.IndexFile))); err != nil {
+			continue // not a cache this code made
+		}
+		_ = os.RemoveAll(filepath.Join(base, e.Name()))
+	}
 }
 
 // prepare creates the folders, tags the cache folder and checks that it can be

@@ -673,3 +673,51 @@ func TestDefaultCacheDir(t *testing.T) {
 		t.Fatalf("DefaultCacheDir() = %s, want %s", got, filepath.Join(d, "cairn"))
 	}
 }
+
+// TestCacheRemovesCachesUnusedFor30Days checks that opening a cache removes the
+// caches of other repositories that no one opened for 30 days, and nothing else:
+// not a recent one, not a folder that is not a repository's cache, and not the
+// cache being opened, however old its folder was.
+func TestCacheRemovesCachesUnusedFor30Days(t *testing.T) {
+	e := newCacheEnv(t)
+	r0, _ := e.open(t) // makes the cache folder and fills it
+	e.checkSnapshots(t, r0)
+	old := time.Now().Add(-31 * 24 * time.Hour)
+	mk := func(name string, withIndex bool, mtime time.Time) string {
+		d := filepath.Join(e.cache, name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if withIndex {
+			if err := os.MkdirAll(filepath.Join(d, "index"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "index", "x"), []byte("cached"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chtimes(d, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	stale := mk(strings.Repeat("a", 64), true, old)
+	recent := mk(strings.Repeat("b", 64), true, time.Now().Add(-29*24*time.Hour))
+	notCache := mk(strings.Repeat("c", 64), false, old)
+	notID := mk("photos", true, old)
+	own := filepath.Join(e.cache, e.id)
+	if err := os.Chtimes(own, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	r, _ := e.open(t)
+	for d, want := range map[string]bool{stale: false, recent: true, notCache: true, notID: true, own: true} {
+		if _, err := os.Stat(d); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(d), err == nil, want)
+		}
+	}
+	if fi, err := os.Stat(own); err != nil || time.Since(fi.ModTime()) > time.Hour {
+		t.Errorf("the cache in use is not marked as used: %v", err)
+	}
+	e.checkSnapshots(t, r)
+}
