@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -145,5 +146,69 @@ func TestBrowseFilesInsideImages(t *testing.T) {
 	diff := e.must("diff", ids[0]["short_id"].(string), ids[1]["short_id"].(string))
 	if !strings.Contains(diff, "+    /part2/added.txt") {
 		t.Errorf("diff of two images:\n%s", diff)
+	}
+}
+
+// A folder with a damaged entry, inside an image of a damaged ext4 (a partition
+// image: its files are at the snapshot's root): ls, restore and
+// the mount show the intact entries and name the damaged one, instead of losing
+// the whole folder.
+func TestBrowseDamagedFolderInsideImage(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	content := map[string]string{"a.txt": "alpha\n", "b.txt": "bravo\n", "c.txt": "charlie\n"}
+	for name, data := range content {
+		writeFile(t, filepath.Join(src, "docs", name), []byte(data))
+	}
+	img := filepath.Join(e.dir, "fs.img")
+	for _, args := range [][]string{
+		{"truncate", "-s", "16M", img},
+		{"mkfs.ext4", "-q", "-F", "-d", src, img},
+		{"debugfs", "-w", "-R", "clri /docs/b.txt", img}, // b.txt's inode is wiped
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	e.must("init")
+	e.must("image", "create", img)
+
+	ls := e.run("ls", "latest", "/docs")
+	if ls.code == 0 || !strings.Contains(ls.stderr, "b.txt") {
+		t.Errorf("ls of the damaged folder: exit %d, want an error naming b.txt\n%s", ls.code, ls.stderr)
+	}
+	for _, name := range []string{"a.txt", "c.txt"} {
+		if !strings.Contains(ls.stdout, "/docs/"+name) {
+			t.Errorf("ls does not list %s:\n%s", name, ls.stdout)
+		}
+	}
+
+	target := filepath.Join(e.dir, "restored")
+	r := e.run("restore", "latest:/docs", "--target", target)
+	if r.code != 3 || !strings.Contains(r.stderr, "b.txt") {
+		t.Errorf("restore of the damaged folder: exit %d, want 3 and b.txt named\n%s", r.code, r.stderr)
+	}
+	for _, name := range []string{"a.txt", "c.txt"} {
+		if got, err := os.ReadFile(filepath.Join(target, name)); err != nil || string(got) != content[name] {
+			t.Errorf("restored %s: %q %v", name, got, err)
+		}
+	}
+
+	// The mount shows the filesystem of a partition image in part0/.
+	mnt := t.TempDir()
+	e.startMount(mnt)
+	entries, err := os.ReadDir(filepath.Join(mnt, "latest", "part0", "docs"))
+	if err != nil {
+		t.Fatalf("the mount's listing of the damaged folder: %v", err)
+	}
+	var names []string
+	for _, de := range entries {
+		names = append(names, de.Name())
+	}
+	if strings.Join(names, " ") != "a.txt c.txt" {
+		t.Errorf("the mount lists %v, want a.txt and c.txt", names)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "latest", "part0", "docs", "c.txt")); err != nil || string(got) != content["c.txt"] {
+		t.Errorf("c.txt through the mount: %q %v", got, err)
 	}
 }

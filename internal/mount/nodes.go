@@ -80,8 +80,10 @@ type vfsDir struct {
 
 func (n *vfsDir) load(ctx context.Context) error {
 	n.once.Do(func() {
+		// A folder with damaged entries (inside an image of a damaged
+		// filesystem) shows the others; one that cannot be read at all fails.
 		kids, err := n.entry.Children(n.m.ctx)
-		if err != nil {
+		if err != nil && len(kids) == 0 {
 			n.err = err
 			return
 		}

@@ -195,9 +195,9 @@ func Restore(ctx context.Context, root *vfs.Entry, rootPath string, opts Options
 }
 
 // walk visits the entries to restore, with their snapshot path and their path
-// relative to the target, applying Include and Exclude. A folder below the root
-// whose listing cannot be read (damaged, say) is passed to dirErr, if set, and the
-// walk goes on with the rest.
+// relative to the target, applying Include and Exclude. A folder whose listing
+// cannot be read, or only in part (damaged, say), is passed to dirErr, if set, and
+// the walk goes on with the rest.
 func (rs *restorer) walk(ctx context.Context, root *vfs.Entry, rootPath string, dirErr func(p string, err error), fn func(p string, rel []string, e *vfs.Entry) error) error {
 	rootPath = path.Clean("/" + rootPath)
 	return walkEntries(ctx, root, rootPath, rootPath, dirErr, func(p string, e *vfs.Entry) error {
@@ -226,8 +226,9 @@ func (rs *restorer) walk(ctx context.Context, root *vfs.Entry, rootPath string, 
 	})
 }
 
-// walkEntries is vfs.Walk that, below the root, reports a folder it cannot list to
-// dirErr (when set) instead of stopping.
+// walkEntries is vfs.Walk that reports a folder it cannot list, or lists only in
+// part, to dirErr (when set) and goes on with the entries it has; a root it cannot
+// list at all stops it.
 func walkEntries(ctx context.Context, e *vfs.Entry, p, root string, dirErr func(string, error), fn func(p string, e *vfs.Entry) error) error {
 	if err := fn(p, e); err != nil {
 		if errors.Is(err, vfs.SkipDir) {
@@ -240,13 +241,16 @@ func walkEntries(ctx context.Context, e *vfs.Entry, p, root string, dirErr func(
 	}
 	kids, err := e.Children(ctx)
 	if err != nil {
-		if p == root || ctx.Err() != nil {
+		if ctx.Err() != nil || (p == root && len(kids) == 0) {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		if dirErr != nil {
-			dirErr(p, fmt.Errorf("cannot list the folder: %w", err))
+			what := "cannot list the folder"
+			if len(kids) > 0 {
+				what = "some entries of the folder are damaged; the others are restored"
+			}
+			dirErr(p, fmt.Errorf("%s: %w", what, err))
 		}
-		return nil
 	}
 	for _, k := range kids {
 		if err := ctx.Err(); err != nil {

@@ -127,10 +127,7 @@ func (s *imageSource) children(ctx context.Context, e *Entry) ([]*Entry, error) 
 	if err != nil {
 		return nil, err
 	}
-	list, err := rd.ReadDir(ref.entry)
-	if err != nil {
-		return nil, err
-	}
+	list, err := rd.ReadDir(ref.entry) // with damaged entries: the others and an error
 	out := make([]*Entry, 0, len(list))
 	for _, fe := range list {
 		if repo.CheckName(fe.Name) != nil {
@@ -139,7 +136,7 @@ func (s *imageSource) children(ctx context.Context, e *Entry) ([]*Entry, error) 
 		out = append(out, s.entry(ref.region, fe))
 	}
 	sortEntries(out)
-	return out, nil
+	return out, err
 }
 
 func (s *imageSource) open(ctx context.Context, e *Entry) (*File, error) {

@@ -55,7 +55,11 @@ func (e *Entry) Name() string { return string(e.Node.Name) }
 // IsDir reports whether the entry is a folder.
 func (e *Entry) IsDir() bool { return e.Node.Type == repo.NodeDir }
 
-// Children returns a folder's entries sorted by name.
+// Children returns a folder's entries sorted by name. When some entries are
+// damaged (a folder inside an image of a damaged filesystem) it returns the
+// others together with an error naming the damaged ones, as os.File.ReadDir
+// returns what it read with its error; when the folder cannot be read at all,
+// no entries and the error.
 func (e *Entry) Children(ctx context.Context) ([]*Entry, error) {
 	if !e.IsDir() {
 		return nil, fmt.Errorf("%s: %w", e.Name(), ErrNotDir)
@@ -83,9 +87,6 @@ func (e *Entry) Lookup(ctx context.Context, p string) (*Entry, error) {
 			return nil, fmt.Errorf("%s: %w", walked, ErrNotDir)
 		}
 		kids, err := cur.Children(ctx)
-		if err != nil {
-			return nil, err
-		}
 		var next *Entry
 		for _, k := range kids {
 			if k.Name() == part {
@@ -94,6 +95,9 @@ func (e *Entry) Lookup(ctx context.Context, p string) (*Entry, error) {
 			}
 		}
 		if next == nil {
+			if err != nil {
+				return nil, err // the entry may be one of the damaged ones
+			}
 			return nil, fmt.Errorf("%s: %w", path.Join(walked, part), ErrNotFound)
 		}
 		cur = next
@@ -106,8 +110,19 @@ func (e *Entry) Lookup(ctx context.Context, p string) (*Entry, error) {
 var SkipDir = errors.New("skip this directory") //nolint:staticcheck // named like filepath.SkipDir, which it mirrors
 
 // Walk calls fn for e and everything below it, depth first in name order, with each
-// entry's path relative to e joined to base.
+// entry's path relative to e joined to base. An error from fn stops the walk and is
+// returned. A folder that cannot be listed, or only in part (damaged entries), does
+// not: Walk goes on with what it could list and returns those errors, joined, at
+// the end.
 func Walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry) error) error {
+	var listErrs []error
+	if err := walk(ctx, e, base, fn, &listErrs); err != nil {
+		return err
+	}
+	return errors.Join(listErrs...)
+}
+
+func walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry) error, listErrs *[]error) error {
 	if err := fn(base, e); err != nil {
 		if errors.Is(err, SkipDir) {
 			return nil
@@ -119,13 +134,16 @@ func Walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry
 	}
 	kids, err := e.Children(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: %w", base, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		*listErrs = append(*listErrs, fmt.Errorf("%s: %w", base, err))
 	}
 	for _, k := range kids {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := Walk(ctx, k, path.Join(base, k.Name()), fn); err != nil {
+		if err := walk(ctx, k, path.Join(base, k.Name()), fn, listErrs); err != nil {
 			return err
 		}
 	}
