@@ -140,6 +140,7 @@ func imageOne(cmd *cobra.Command, g *globalOptions, r *repo.Repository, o imageC
 	}
 	progress := g.printer.NewProgress("image " + src)
 	opts.Progress = imageProgress{progress, g.printer}
+	opts.Warn = func(msg string) { g.printer.Warning(src, msg) }
 	res, err := imager.Create(ctx, r, live.Path, opts)
 	progress.Done()
 	if err != nil {

@@ -36,6 +36,10 @@ type Allocation struct {
 	// sorted, not overlapping, merged, each inside Used: the log area of an ext3/4
 	// journal that is empty. An image stores none of them; they restore as zeros.
 	Unneeded []Extent
+	// Warnings says what was found damaged and worked around by counting more
+	// as used, such as a block bitmap that fails its checksum, whose group is
+	// then used whole.
+	Warnings []string
 }
 
 // Stored returns the extents of a that an image stores: Used without Unneeded.

@@ -44,6 +44,9 @@ type CreateOptions struct {
 	ParentID *repo.ID
 	Progress Progress
 	Now      func() time.Time
+	// Warn, if set, is told of damage an image works around by storing more,
+	// such as a filesystem's block bitmap that fails its checksum.
+	Warn func(msg string)
 }
 
 // Result is a saved image snapshot.
@@ -63,6 +66,9 @@ func Create(ctx context.Context, r *repo.Repository, source string, opts CreateO
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Warn == nil {
+		opts.Warn = func(string) {}
+	}
 	if opts.ChunkSize == 0 {
 		opts.ChunkSize = DefaultChunkSize
 	}
@@ -79,7 +85,7 @@ func Create(ctx context.Context, r *repo.Repository, source string, opts CreateO
 	if name == "" {
 		name = source
 	}
-	img, plans, err := plan(dev, name, opts.ChunkSize)
+	img, plans, err := plan(dev, name, opts.ChunkSize, opts.Warn)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +148,9 @@ type regionPlan struct {
 }
 
 // plan reads the partition table and the filesystems' allocations and returns the
-// image's regions (without chunks) and what to read of each.
-func plan(dev *disk.Device, source string, chunkSize int) (*repo.Image, []regionPlan, error) {
+// image's regions (without chunks) and what to read of each; warn is told of the
+// filesystems' warnings.
+func plan(dev *disk.Device, source string, chunkSize int, warn func(string)) (*repo.Image, []regionPlan, error) {
 	img := &repo.Image{Source: source, Size: dev.Size, SectorSize: dev.SectorSize, Model: dev.Model, Serial: dev.Serial, Table: "none"}
 	if dev.Size <= 0 {
 		return nil, nil, fmt.Errorf("%s is empty", source)
@@ -168,6 +175,9 @@ func plan(dev *disk.Device, source string, chunkSize int) (*repo.Image, []region
 		cs := chunkSize
 		p := regionPlan{used: size, extent: []fs.Extent{{Off: 0, Len: size}}}
 		if a != nil {
+			for _, w := range a.Warnings {
+				warn(fmt.Sprintf("partition %d (%s): %s", info.Number, a.Type, w))
+			}
 			info.FS, info.Label, info.FSUUID, info.FSSize, info.BlockSize = a.Type, a.Label, a.UUID, a.Size, a.BlockSize
 			for cs < a.BlockSize {
 				cs *= 2

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/bits"
 	"slices"
@@ -38,6 +39,7 @@ func Probe(r io.ReaderAt, size int64) (*fs.Allocation, error) {
 		Size:      f.fsSize(),
 		Used:      used,
 		Unneeded:  fs.Intersect(f.emptyJournalLog(), used),
+		Warnings:  f.warnings,
 	}, nil
 }
 
@@ -160,11 +162,54 @@ func (f *filesystem) addBitmaps(u *usedList) error {
 		}
 		for _, l := range locs[i:j] {
 			off := int64(l.block-first) * f.blockSize
-			f.addBitmap(u, l.group, b[off:off+f.blockSize])
+			bitmap := b[off : off+f.blockSize]
+			if !f.bitmapSumOK(l.group, bitmap) {
+				// A bitmap that fails its checksum may say a used block is free:
+				// every block of the group counts as used, so that nothing is lost.
+				start := f.groupFirstBlock(l.group)
+				u.addBlocks(start, f.groupBlocks(l.group))
+				f.warnings = append(f.warnings, fmt.Sprintf("the block bitmap of group %d (block %d) fails its checksum: all %d blocks of the group are stored", l.group, l.block, f.groupBlocks(l.group)))
+				continue
+			}
+			f.addBitmap(u, l.group, bitmap)
 		}
 		i = j
 	}
 	return nil
+}
+
+// bitmapSumOK reports whether group g's block bitmap matches the checksum in its
+// descriptor, as the kernel's ext4_block_bitmap_csum_verify checks it: crc32c of
+// the bitmap's clusters_per_group/8 bytes, seeded from the filesystem. It is true
+// on a filesystem without metadata_csum.
+func (f *filesystem) bitmapSumOK(g uint32, bitmap []byte) bool {
+	if !f.sb.rocompat(rocompatMetadataCsum) {
+		return true
+	}
+	n := min(int(f.sb.clustersPerGroup/8), len(bitmap))
+	sum := crc32cRaw(f.csumSeed(), bitmap[:n])
+	want := f.groups[g].bitmapCsum
+	if f.descSize < 0x3C { // no bg_block_bitmap_csum_hi
+		sum &= 0xFFFF
+	}
+	return sum == want
+}
+
+// csumSeed is the seed of the filesystem's metadata checksums: s_checksum_seed
+// with csum_seed, else the crc32c of the UUID (the kernel's s_csum_seed).
+func (f *filesystem) csumSeed() uint32 {
+	if f.sb.incompat(incompatCsumSeed) {
+		return f.sb.checksumSeed
+	}
+	return crc32cRaw(^uint32(0), f.sb.uuid[:])
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crc32cRaw is the kernel's crc32c_le: crc32c of p from crc, without the
+// inversions before and after that hash/crc32 applies.
+func crc32cRaw(crc uint32, p []byte) uint32 {
+	return ^crc32.Update(^crc, castagnoli, p)
 }
 
 // addBitmap marks the blocks of group g that bitmap, its block bitmap, says

@@ -56,8 +56,11 @@
 //   - The journal (replay.go): a filesystem flagged needs_recovery is read as
 //     the kernel would see it after replaying its journal.
 //
-// Metadata checksums (metadata_csum, gdt_csum, journal checksums) are not
-// verified: every structure is checked for what the reader needs instead.
+// Block bitmaps are checked against their metadata_csum checksum: a bitmap
+// that fails it may call used blocks free, so its whole group counts as used
+// and Allocation.Warnings says so. Other metadata checksums (gdt_csum, inodes,
+// extents, folders, journal) are not verified: every structure is checked for
+// what the reader needs instead.
 //
 // superblock.go holds the superblock and group descriptors and the geometry
 // derived from them, alloc.go the used-block map, reader.go the file reader,

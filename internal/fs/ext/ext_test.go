@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	cfs "cairn/internal/fs"
 )
 
 // mkfsCase is one real filesystem to make and probe.
@@ -146,6 +148,9 @@ func TestProbeMkfs(t *testing.T) {
 				t.Errorf("Type %q, want %q", a.Type, c.typ)
 			}
 			checkBlkid(t, img, a)
+			if len(a.Warnings) > 0 {
+				t.Errorf("warnings on a sound filesystem: %q", a.Warnings)
+			}
 			checkAgainstDumpe2fs(t, img, a)
 			if a.UsedBytes() >= a.Size {
 				t.Errorf("all %d bytes used", a.Size)
@@ -288,4 +293,82 @@ func unreplayedImage(t *testing.T, c mkfsCase, seed uint64) string {
 		t.Log(strings.SplitN(h[i:], "\n", 2)[0])
 	}
 	return snap
+}
+
+// TestProbeBitmapChecksum zeroes the block bitmap of the group holding the most
+// used blocks, as damage would: with metadata_csum, Probe notices the checksum no
+// longer matches, counts every block of the group as used (so every block the
+// intact bitmap marked is still stored) and warns; without metadata_csum nothing
+// tells, and the damaged bitmap is believed.
+func TestProbeBitmapChecksum(t *testing.T) {
+	needTools(t, "mkfs.ext4")
+	for _, c := range []struct {
+		mkfsCase
+		csum bool
+	}{
+		{mkfsCase{name: "metadata_csum", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-g", "2048"}, fill: "d"}, true},
+		{mkfsCase{name: "metadata_csum-32-byte-descriptors", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "^64bit"}, fill: "d"}, true},
+		{mkfsCase{name: "csum_seed", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-g", "2048", "-O", "metadata_csum_seed"}, fill: "d"}, true},
+		{mkfsCase{name: "no-metadata_csum", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-g", "2048", "-O", "^metadata_csum,uninit_bg"}, fill: "d"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := makeFS(t, c.mkfsCase, 7)
+			before := probeFile(t, img)
+			if len(before.Warnings) > 0 {
+				t.Fatalf("warnings before the damage: %q", before.Warnings)
+			}
+			file, err := os.OpenFile(img, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer file.Close()
+			st, _ := file.Stat()
+			f, err := open(file, st.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The initialised group with the most used blocks.
+			g, most := -1, int64(-1)
+			for i := range f.groupCount {
+				if f.uninit(i) {
+					continue
+				}
+				start := int64(f.groupFirstBlock(i)) * f.blockSize
+				n := usedIn(before.Used, start, int64(f.groupBlocks(i))*f.blockSize)
+				if n > most {
+					g, most = int(i), n
+				}
+			}
+			if _, err := file.WriteAt(make([]byte, f.blockSize), int64(f.groups[g].blockBitmap)*f.blockSize); err != nil {
+				t.Fatal(err)
+			}
+			after := probeFile(t, img)
+			start := int64(f.groupFirstBlock(uint32(g))) * f.blockSize
+			size := int64(f.groupBlocks(uint32(g))) * f.blockSize
+			if !c.csum {
+				if len(after.Warnings) != 0 || usedIn(after.Used, start, size) >= most {
+					t.Fatalf("without checksums: warnings %q, %d bytes of group %d used (was %d)", after.Warnings, usedIn(after.Used, start, size), g, most)
+				}
+				return
+			}
+			if len(after.Warnings) != 1 || !strings.Contains(after.Warnings[0], fmt.Sprintf("group %d ", g)) {
+				t.Errorf("warnings %q, want one naming group %d", after.Warnings, g)
+			}
+			if got := usedIn(after.Used, start, size); got != size {
+				t.Errorf("group %d: %d of %d bytes used, want all", g, got, size)
+			}
+			if lost := cfs.Subtract(before.Used, after.Used); len(lost) > 0 {
+				t.Errorf("blocks the intact bitmap marked are no longer used: %v", lost)
+			}
+		})
+	}
+}
+
+// usedIn returns how many bytes of [start, start+size) the extents cover.
+func usedIn(used []cfs.Extent, start, size int64) int64 {
+	var n int64
+	for _, e := range cfs.Intersect(used, []cfs.Extent{{Off: start, Len: size}}) {
+		n += e.Len
+	}
+	return n
 }

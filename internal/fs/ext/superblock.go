@@ -29,6 +29,7 @@ const (
 	incompatJournalDev = 0x0008 // INCOMPAT_JOURNAL_DEV: this is an external journal
 	incompatMetaBG     = 0x0010 // INCOMPAT_META_BG: split group descriptor table
 	incompat64Bit      = 0x0080 // INCOMPAT_64BIT: 64-bit block numbers, s_desc_size descriptors
+	incompatCsumSeed   = 0x2000 // INCOMPAT_CSUM_SEED: metadata checksums seeded by s_checksum_seed
 	incompatLargeDir   = 0x4000 // INCOMPAT_LARGEDIR: folders over 2 GiB, 3-level htrees
 
 	rocompatSparseSuper  = 0x0001 // RO_COMPAT_SPARSE_SUPER: backups in groups 0, 1, 3^n, 5^n, 7^n
@@ -92,6 +93,7 @@ type superblock struct {
 	descSize         uint16    // s_desc_size, 0xFE: group descriptor size with 64bit
 	firstMetaBG      uint32    // s_first_meta_bg, 0x104: first descriptor block in meta_bg layout
 	backupBGs        [2]uint32 // s_backup_bgs, 0x24C: the groups holding backups with sparse_super2
+	checksumSeed     uint32    // s_checksum_seed, 0x270: with csum_seed, the seed of metadata checksums
 }
 
 // parseSuperblock decodes the 1024 bytes of a superblock; it checks only the
@@ -132,6 +134,7 @@ func parseSuperblock(b []byte) (*superblock, error) {
 	copy(sb.volumeName[:], b[0x78:0x88])
 	sb.backupBGs[0] = le.Uint32(b[0x24C:])
 	sb.backupBGs[1] = le.Uint32(b[0x250:])
+	sb.checksumSeed = le.Uint32(b[0x270:])
 	if sb.incompat(incompat64Bit) {
 		sb.blocksCount |= uint64(le.Uint32(b[0x150:])) << 32
 	}
@@ -178,6 +181,11 @@ type groupDesc struct {
 	inodeBitmap uint64 // bg_inode_bitmap_lo 0x04, bg_inode_bitmap_hi 0x24
 	inodeTable  uint64 // bg_inode_table_lo 0x08, bg_inode_table_hi 0x28
 	flags       uint16 // bg_flags 0x12: INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED
+	// bitmapCsum is the block bitmap's crc32c with metadata_csum:
+	// bg_block_bitmap_csum_lo 0x18, and bg_block_bitmap_csum_hi 0x38 in
+	// descriptors of 64 bytes or more (only the low 16 bits are kept in smaller
+	// ones).
+	bitmapCsum uint32
 }
 
 // parseGroupDesc decodes one descriptor of len(b) bytes (32, or s_desc_size).
@@ -188,8 +196,10 @@ func parseGroupDesc(b []byte) groupDesc {
 		inodeBitmap: uint64(le.Uint32(b[0x04:])),
 		inodeTable:  uint64(le.Uint32(b[0x08:])),
 		flags:       le.Uint16(b[0x12:]),
+		bitmapCsum:  uint32(le.Uint16(b[0x18:])),
 	}
 	if len(b) >= 64 {
+		d.bitmapCsum |= uint32(le.Uint16(b[0x38:])) << 16
 		d.blockBitmap |= uint64(le.Uint32(b[0x20:])) << 32
 		d.inodeBitmap |= uint64(le.Uint32(b[0x24:])) << 32
 		d.inodeTable |= uint64(le.Uint32(b[0x28:])) << 32
@@ -214,6 +224,8 @@ type filesystem struct {
 	inodeSize     int64
 	inodeTableLen uint64 // blocks of each group's inode table
 	groups        []groupDesc
+
+	warnings []string // damage worked around (Allocation.Warnings)
 }
 
 // open reads and checks the superblock and group descriptors on r, a partition
