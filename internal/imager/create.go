@@ -44,8 +44,9 @@ type CreateOptions struct {
 	ParentID *repo.ID
 	Progress Progress
 	Now      func() time.Time
-	// Warn, if set, is told of damage an image works around by storing more,
-	// such as a filesystem's block bitmap that fails its checksum.
+	// Warn, if set, is told of damage an image works around by storing more: a
+	// filesystem's block bitmap that fails its checksum, or a filesystem too
+	// damaged to read, stored whole.
 	Warn func(msg string)
 }
 
@@ -170,7 +171,10 @@ func plan(dev *disk.Device, source string, chunkSize int, warn func(string)) (*r
 	addPartition := func(info *repo.PartitionInfo, off, size int64) error {
 		a, err := probe(io.NewSectionReader(dev, off, size), size)
 		if err != nil {
-			return fmt.Errorf("partition %d: %w", info.Number, err)
+			// A damaged filesystem is what one images before trying to repair
+			// it: its used blocks cannot be known, so it is stored whole.
+			warn(fmt.Sprintf("partition %d: %v: its used blocks cannot be known, so every block is stored", info.Number, err))
+			a = nil
 		}
 		cs := chunkSize
 		p := regionPlan{used: size, extent: []fs.Extent{{Off: 0, Len: size}}}

@@ -5,7 +5,9 @@
 // fixed-size chunks aligned to the region's start, and so to its filesystem's
 // blocks. Of a partition with a known filesystem only the bytes the filesystem uses
 // and needs are read (internal/fs); a chunk with none of them, or that reads as all
-// zeros, is stored as a null id and restores as zeros.
+// zeros, is stored as a null id and restores as zeros. A partition with no known
+// filesystem, or with one too damaged to read, is read whole (with a warning for
+// the damaged one): what cannot be known to be unused is stored.
 //
 // Chunks are stored in blobs that each hold a span of them (span.go): a first image
 // stores spans of up to SpanSize bytes, which compress almost as well as the whole
