@@ -75,6 +75,9 @@ type imageSummary struct {
 	BytesRead   uint64  `json:"bytes_read"`
 	DataAdded   uint64  `json:"data_added"`
 	Duration    float64 `json:"total_duration"`
+	// Unreadable lists the runs of the source that could not be read (bad
+	// sectors), stored as zeros.
+	Unreadable []repo.ByteRange `json:"unreadable,omitempty"`
 }
 
 func runImageCreate(cmd *cobra.Command, g *globalOptions, o imageCreateOptions, sources []string) error {
@@ -101,11 +104,14 @@ func runImageCreate(cmd *cobra.Command, g *globalOptions, o imageCreateOptions, 
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	var failed int
+	var failed, unreadable int
 	for _, src := range sources {
-		if err := imageOne(cmd, g, r, o, host, src); err != nil {
+		complete, err := imageOne(cmd, g, r, o, host, src)
+		if err != nil {
 			g.printer.Error(src, err)
 			failed++
+		} else if !complete {
+			unreadable++
 		}
 	}
 	switch {
@@ -113,15 +119,19 @@ func runImageCreate(cmd *cobra.Command, g *globalOptions, o imageCreateOptions, 
 		return fmt.Errorf("no image was saved")
 	case failed > 0:
 		return partialError("%d of %d sources could not be imaged", failed, len(sources))
+	case unreadable > 0:
+		return partialError("%d of %d images were saved with unreadable parts of their source stored as zeros", unreadable, len(sources))
 	}
 	return nil
 }
 
-func imageOne(cmd *cobra.Command, g *globalOptions, r *repo.Repository, o imageCreateOptions, host, src string) error {
+// imageOne images src and reports whether every byte of it could be read (the
+// image is saved either way when err is nil).
+func imageOne(cmd *cobra.Command, g *globalOptions, r *repo.Repository, o imageCreateOptions, host, src string) (complete bool, err error) {
 	ctx := cmd.Context()
 	live, err := imager.PrepareSource(src, o.live, g.printer.Warning)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		// A filesystem left frozen or a snapshot left behind must be said.
@@ -134,7 +144,7 @@ func imageOne(cmd *cobra.Command, g *globalOptions, r *repo.Repository, o imageC
 		opts.User = u.Username
 	}
 	if parent, ok, err := snapshot.FindParent(ctx, r, repo.KindImage, host, []string{src}); err != nil {
-		return err
+		return false, err
 	} else if ok {
 		opts.ParentID = &parent.ID
 	}
@@ -144,11 +154,12 @@ func imageOne(cmd *cobra.Command, g *globalOptions, r *repo.Repository, o imageC
 	res, err := imager.Create(ctx, r, live.Path, opts)
 	progress.Done()
 	if err != nil {
-		return err
+		return false, err
 	}
 	s := res.Snapshot.Summary
 	sum := imageSummary{MessageType: "summary", SnapshotID: res.ID.String(), Source: src, DiskSize: res.Snapshot.Image.Size,
-		BytesRead: s.TotalBytes, DataAdded: s.DataAdded, Duration: s.End.Sub(s.Start).Seconds()}
+		BytesRead: s.TotalBytes, DataAdded: s.DataAdded, Duration: s.End.Sub(s.Start).Seconds(),
+		Unreadable: res.Snapshot.Image.Unreadable}
 	if opts.ParentID != nil {
 		sum.Parent = opts.ParentID.String()
 	}
@@ -159,8 +170,20 @@ func imageOne(cmd *cobra.Command, g *globalOptions, r *repo.Repository, o imageC
 		fmt.Fprintf(w, "%s: %s disk, read %s in use, added %s to the repository in %s\n", src,
 			ui.Bytes(uint64(sum.DiskSize)), ui.Bytes(s.TotalBytes), ui.Bytes(s.DataAdded), ui.Duration(s.End.Sub(s.Start)))
 		fmt.Fprintf(w, "snapshot %s saved\n", res.ID.Short())
+		if n := unreadableBytes(sum.Unreadable); n > 0 {
+			fmt.Fprintf(w, "%s in %d runs could not be read from %s and are stored as zeros\n", ui.Bytes(uint64(n)), len(sum.Unreadable), src)
+		}
 	})
-	return nil
+	return len(sum.Unreadable) == 0, nil
+}
+
+// unreadableBytes returns the bytes in runs.
+func unreadableBytes(runs []repo.ByteRange) int64 {
+	var n int64
+	for _, l := range runs {
+		n += l.Length
+	}
+	return n
 }
 
 // imageProgress shows an imager's events on a ui.Progress.
@@ -346,8 +369,14 @@ func newImageShowCommand(g *globalOptions) *cobra.Command {
 				_ = tw.Flush()
 				if len(img.Lost) > 0 {
 					fmt.Fprintf(w, "repaired: %d ranges were lost from the repository and restore as zeros:\n", len(img.Lost))
-					for _, l := range lostWarnings(img, 0) {
+					for _, l := range lostWarnings(&repo.Image{Regions: img.Regions, Lost: img.Lost}, 0) {
 						fmt.Fprintf(w, "  %s\n", strings.TrimSuffix(l, " were lost from the repository and are written as zeros"))
+					}
+				}
+				if len(img.Unreadable) > 0 {
+					fmt.Fprintf(w, "%d ranges could not be read from the source when the image was made and restore as zeros:\n", len(img.Unreadable))
+					for _, l := range lostWarnings(&repo.Image{Regions: img.Regions, Unreadable: img.Unreadable}, 0) {
+						fmt.Fprintf(w, "  %s\n", strings.TrimSuffix(l, " could not be read from the source when the image was made and are written as zeros"))
 					}
 				}
 			})

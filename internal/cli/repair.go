@@ -424,26 +424,35 @@ func repairSelection(cmd *cobra.Command, r *repo.Repository, fo filterOptions, a
 	return ids, nil
 }
 
-// lostWarnings names the byte ranges of an image that a repair found lost and that
-// a restore writes as zeros: of the whole disk, or of partition n (offsets then
-// within the partition).
+// lostWarnings names the byte ranges of an image that a restore writes as zeros:
+// those a repair found lost from the repository, and those that could not be
+// read from the source when the image was made; of the whole disk, or of
+// partition n (offsets then within the partition).
 func lostWarnings(img *repo.Image, partition int) []string {
 	var out []string
-	for _, l := range img.Lost {
-		for _, reg := range img.Regions {
-			s, e := max(l.Offset, reg.Offset), min(l.Offset+l.Length, reg.Offset+reg.Size)
-			if s >= e {
-				continue
-			}
-			where := fmt.Sprintf("gap at %d", reg.Offset)
-			if reg.Partition != nil {
-				where = fmt.Sprintf("partition %d", reg.Partition.Number)
-			}
-			switch {
-			case partition == 0:
-				out = append(out, fmt.Sprintf("bytes %d to %d of the disk (%s, %s) were lost from the repository and are written as zeros", s, e, where, ui.Bytes(uint64(e-s))))
-			case reg.Partition != nil && reg.Partition.Number == partition:
-				out = append(out, fmt.Sprintf("bytes %d to %d of partition %d (%s) were lost from the repository and are written as zeros", s-reg.Offset, e-reg.Offset, partition, ui.Bytes(uint64(e-s))))
+	for _, set := range []struct {
+		ranges []repo.ByteRange
+		why    string
+	}{
+		{img.Lost, "were lost from the repository"},
+		{img.Unreadable, "could not be read from the source when the image was made"},
+	} {
+		for _, l := range set.ranges {
+			for _, reg := range img.Regions {
+				s, e := max(l.Offset, reg.Offset), min(l.Offset+l.Length, reg.Offset+reg.Size)
+				if s >= e {
+					continue
+				}
+				where := fmt.Sprintf("gap at %d", reg.Offset)
+				if reg.Partition != nil {
+					where = fmt.Sprintf("partition %d", reg.Partition.Number)
+				}
+				switch {
+				case partition == 0:
+					out = append(out, fmt.Sprintf("bytes %d to %d of the disk (%s, %s) %s and are written as zeros", s, e, where, ui.Bytes(uint64(e-s)), set.why))
+				case reg.Partition != nil && reg.Partition.Number == partition:
+					out = append(out, fmt.Sprintf("bytes %d to %d of partition %d (%s) %s and are written as zeros", s-reg.Offset, e-reg.Offset, partition, ui.Bytes(uint64(e-s)), set.why))
+				}
 			}
 		}
 	}

@@ -22,6 +22,11 @@ type Image struct {
 	// that a repair replaced with null chunks: they restore as zeros, and a restore
 	// says so. Sorted by offset, not overlapping; omitted when none.
 	Lost []ByteRange `json:"lost,omitempty"`
+	// Unreadable lists the runs of the disk that could not be read from the source
+	// when the image was made (bad sectors): they were stored as zeros, restore as
+	// zeros, and a restore says so. Sorted by offset, not overlapping; omitted
+	// when none.
+	Unreadable []ByteRange `json:"unreadable,omitempty"`
 }
 
 // ByteRange is the run of Length bytes of a disk that starts at Offset.
@@ -120,10 +125,19 @@ func (img *Image) check() error {
 	if end != img.Size {
 		return fmt.Errorf("image: regions cover %d of %d bytes", end, img.Size)
 	}
+	if err := checkRanges("lost", img.Lost, img.Size); err != nil {
+		return err
+	}
+	return checkRanges("unreadable", img.Unreadable, img.Size)
+}
+
+// checkRanges checks that ranges are sorted, disjoint, not empty and within size
+// bytes.
+func checkRanges(what string, ranges []ByteRange, size int64) error {
 	var next int64
-	for i, l := range img.Lost {
-		if l.Offset < next || l.Length <= 0 || l.Length > img.Size-l.Offset {
-			return fmt.Errorf("image: lost range %d (%d+%d) is not sorted, not disjoint or not within %d bytes", i, l.Offset, l.Length, img.Size)
+	for i, l := range ranges {
+		if l.Offset < next || l.Length <= 0 || l.Length > size-l.Offset {
+			return fmt.Errorf("image: %s range %d (%d+%d) is not sorted, not disjoint or not within %d bytes", what, i, l.Offset, l.Length, size)
 		}
 		next = l.Offset + l.Length
 	}

@@ -104,6 +104,7 @@ func Create(ctx context.Context, r *repo.Repository, source string, opts CreateO
 		}
 	}
 
+	rescue := &rescuer{r: dev, sector: max(dev.SectorSize, 512), warn: opts.Warn}
 	sum := repo.Summary{Start: start}
 	for i := range img.Regions {
 		reg := &img.Regions[i]
@@ -111,7 +112,7 @@ func Create(ctx context.Context, r *repo.Repository, source string, opts CreateO
 			opts.Progress.Message("partition %d: %s %s, %s used", reg.Partition.Number, reg.Partition.FS, reg.Partition.Label, sizeString(reg.Partition.UsedBytes))
 		}
 		prev := findParentRegion(ctx, r, parent, reg)
-		lists, add, err := storeRegion(ctx, r, dev, reg, plans[i], prev, opts.Progress)
+		lists, add, err := storeRegion(ctx, r, rescue, reg, plans[i], prev, opts.Progress)
 		if err != nil {
 			_ = r.Abort(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("%s at offset %d: %w", regionName(reg), reg.Offset, err)
@@ -122,6 +123,7 @@ func Create(ctx context.Context, r *repo.Repository, source string, opts CreateO
 		sum.TotalBytes += uint64(plans[i].used)
 	}
 	sum.End = opts.Now()
+	img.Unreadable = rescue.unreadable()
 	snap := &repo.Snapshot{
 		Time: start, Kind: repo.KindImage, Host: opts.Host, User: opts.User,
 		Paths: []string{img.Source}, Tags: opts.Tags, Parent: opts.ParentID,
@@ -251,10 +253,11 @@ func (a *added) add(raw, stored int) {
 }
 
 // storeRegion reads the used bytes of a region on one goroutine (the device
-// reads sequentially), a group of chunks at a time, stores the groups on every
-// core, and saves the ordered chunk ids, with a digest of each group, in chunk
-// lists. prev is the region in the parent image, or nil.
-func storeRegion(ctx context.Context, r *repo.Repository, dev io.ReaderAt, reg *repo.ImageRegion, p regionPlan, prev *parentRegion, progress Progress) ([]repo.ID, added, error) {
+// reads sequentially; bad sectors read as zeros and are recorded by dev), a group
+// of chunks at a time, stores the groups on every core, and saves the ordered
+// chunk ids, with a digest of each group, in chunk lists. prev is the region in
+// the parent image, or nil.
+func storeRegion(ctx context.Context, r *repo.Repository, dev *rescuer, reg *repo.ImageRegion, p regionPlan, prev *parentRegion, progress Progress) ([]repo.ID, added, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs := int64(reg.ChunkSize)
@@ -307,7 +310,7 @@ func storeRegion(ctx context.Context, r *repo.Repository, dev io.ReaderAt, reg *
 			clear(buf)
 			g.used = make([]bool, g.n)
 			for _, e := range parts {
-				if _, err := dev.ReadAt(buf[e.Off-off:e.Off-off+e.Len], reg.Offset+e.Off); err != nil && !errors.Is(err, io.EOF) {
+				if err := dev.readAt(buf[e.Off-off:e.Off-off+e.Len], reg.Offset+e.Off); err != nil && !errors.Is(err, io.EOF) {
 					readErr <- fmt.Errorf("read at %d: %w", reg.Offset+e.Off, err)
 					return
 				}
