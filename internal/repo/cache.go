@@ -428,6 +428,10 @@ func (r *Repository) loadCachedBlob(ctx context.Context, t BlobType, id ID, l Bl
 		c.mu.Unlock()
 		close(done)
 	}()
+	// A fetch that ended between the first look and the lock has cached the pack.
+	if data, ok := r.blobFromCachedPack(t, id, l); ok {
+		return data, true, nil
+	}
 
 	select {
 	case c.fetches <- struct{}{}:
