@@ -123,18 +123,6 @@ func sameBytes(t *testing.T, a, b string, off, n int64) bool {
 	return sha(t, a, off, n) == sha(t, b, off, n)
 }
 
-func repoSize(t *testing.T, repo string) int64 {
-	t.Helper()
-	var n int64
-	_ = filepath.Walk(repo, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
-
 // checkPartitions runs each filesystem's own checker on the restored disk, compares
 // the mounted ext and NTFS trees with the original ones file by file with
 // metadata, every used block byte for byte but an empty ext journal's log (zeros),

@@ -136,3 +136,15 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+func repoSize(t *testing.T, repo string) int64 {
+	t.Helper()
+	var n int64
+	_ = filepath.Walk(repo, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}

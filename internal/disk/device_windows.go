@@ -47,11 +47,11 @@ func open(path string, write bool) (*Device, error) {
 	var geo diskGeometryEx
 	var n uint32
 	if err := windows.DeviceIoControl(h, ioctlDiskGetLengthInfo, nil, 0, (*byte)(unsafe.Pointer(&length)), 8, &n, nil); err != nil {
-		windows.CloseHandle(h)
+		_ = windows.CloseHandle(h)
 		return nil, fmt.Errorf("%s: IOCTL_DISK_GET_LENGTH_INFO: %w", path, err)
 	}
 	if err := windows.DeviceIoControl(h, ioctlDiskGetDriveGeometryEx, nil, 0, (*byte)(unsafe.Pointer(&geo)), uint32(unsafe.Sizeof(geo)), &n, nil); err != nil {
-		windows.CloseHandle(h)
+		_ = windows.CloseHandle(h)
 		return nil, fmt.Errorf("%s: IOCTL_DISK_GET_DRIVE_GEOMETRY_EX: %w", path, err)
 	}
 	ss := int(geo.BytesPerSector)

@@ -8,7 +8,7 @@ func processGone(pid int) bool {
 	if err != nil {
 		return true
 	}
-	defer windows.CloseHandle(h)
+	defer func() { _ = windows.CloseHandle(h) }()
 	var code uint32
 	if err := windows.GetExitCodeProcess(h, &code); err != nil {
 		return false
