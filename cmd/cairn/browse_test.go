@@ -163,15 +163,9 @@ func TestBrowseDamagedFolderInsideImage(t *testing.T) {
 		writeFile(t, filepath.Join(src, "docs", name), []byte(data))
 	}
 	img := filepath.Join(e.dir, "fs.img")
-	for _, args := range [][]string{
-		{"truncate", "-s", "16M", img},
-		{"mkfs.ext4", "-q", "-F", "-d", src, img},
-		{"debugfs", "-w", "-R", "clri /docs/b.txt", img}, // b.txt's inode is wiped
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
+	disktest.Run(t, "truncate", "-s", "16M", img)
+	disktest.Run(t, "mkfs.ext4", "-q", "-F", "-d", src, img)
+	disktest.Run(t, "debugfs", "-w", "-R", "clri /docs/b.txt", img) // b.txt's inode is wiped
 	e.must("init")
 	e.must("image", "create", img)
 
@@ -224,20 +218,11 @@ func TestImageOfDamagedBitmap(t *testing.T) {
 	data := bytes.Repeat([]byte("bitmaps lie sometimes\n"), 20000)
 	writeFile(t, filepath.Join(src, "docs", "big.txt"), data)
 	img := filepath.Join(e.dir, "fs.img")
-	for _, args := range [][]string{
-		{"truncate", "-s", "16M", img},
-		{"mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "metadata_csum", "-d", src, img},
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
-	out, err := exec.Command("dumpe2fs", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("dumpe2fs: %v\n%s", err, out)
-	}
+	disktest.Run(t, "truncate", "-s", "16M", img)
+	disktest.Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "metadata_csum", "-d", src, img)
+	out := disktest.Run(t, "dumpe2fs", img)
 	var bitmap int64 = -1
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if i := strings.Index(line, "Block bitmap at "); i >= 0 {
 			if _, err := fmt.Sscanf(line[i:], "Block bitmap at %d", &bitmap); err == nil {
 				break
@@ -278,14 +263,8 @@ func TestImageOfUnreadableFilesystem(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeFile(t, filepath.Join(src, "keep.txt"), bytes.Repeat([]byte("worth keeping\n"), 5000))
 	img := filepath.Join(e.dir, "fs.img")
-	for _, args := range [][]string{
-		{"truncate", "-s", "8M", img},
-		{"mkfs.ext4", "-q", "-F", "-d", src, img},
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
+	disktest.Run(t, "truncate", "-s", "8M", img)
+	disktest.Run(t, "mkfs.ext4", "-q", "-F", "-d", src, img)
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)

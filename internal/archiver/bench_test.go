@@ -3,88 +3,17 @@ package archiver_test
 import (
 	"context"
 	"fmt"
-	"math/rand"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
-	"sync"
 	"testing"
-	"time"
 
 	"cairn/internal/archiver"
+	"cairn/internal/benchtest"
 	"cairn/internal/crypto"
 	"cairn/internal/repo"
 	"cairn/internal/storage/local"
 )
-
-// benchTree makes a tree like bench/files.sh's, scaled down: large random files
-// (incompressible), large text files (compressible) and many small files; it
-// returns the bytes it holds.
-func benchTree(b *testing.B, dir string) int64 {
-	b.Helper()
-	rnd := rand.New(rand.NewSource(1))
-	var total int64
-	put := func(p string, data []byte) {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		total += int64(len(data))
-	}
-	for i := range 3 {
-		data := make([]byte, 24<<20+rnd.Intn(8<<20))
-		rnd.Read(data)
-		put(filepath.Join(dir, "random", fmt.Sprintf("r%d", i)), data)
-	}
-	words := []string{"backup", "chunk", "pack", "index", "tree", "snapshot", "restore", "the", "a", "of"}
-	for i := range 3 {
-		var text []byte
-		for len(text) < 16<<20 {
-			text = append(text, words[rnd.Intn(len(words))]...)
-			text = append(text, ' ')
-		}
-		put(filepath.Join(dir, "text", fmt.Sprintf("t%d", i)), text)
-	}
-	for i := range 3000 {
-		data := make([]byte, 64+rnd.Intn(32<<10))
-		rnd.Read(data[:len(data)/2])
-		put(filepath.Join(dir, "small", fmt.Sprintf("d%02d", i%30), fmt.Sprintf("f%04d", i)), data)
-	}
-	return total
-}
-
-// peakHeap samples the heap's live and not yet collected objects until stop is
-// called, which returns the highest value seen.
-func peakHeap() (stop func() uint64) {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var peak uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
-}
 
 // BenchmarkBackup backs up a 150 MiB tree (random, text and 3000 small files) into
 // a new local repository, cold for the repository, warm for the source. Besides
@@ -93,7 +22,7 @@ func peakHeap() (stop func() uint64) {
 func BenchmarkBackup(b *testing.B) {
 	ctx := context.Background()
 	src := filepath.Join(b.TempDir(), "src")
-	size := benchTree(b, src)
+	size := benchtest.Tree(b, src, 3, 24)
 	defer debug.SetGCPercent(debug.SetGCPercent(25)) // as cmd/cairn runs
 	b.SetBytes(size)
 	b.ReportAllocs()
@@ -110,7 +39,7 @@ func BenchmarkBackup(b *testing.B) {
 		}
 		runtime.GC()
 		b.StartTimer()
-		stop := peakHeap()
+		stop := benchtest.PeakHeap()
 		if _, err := archiver.Backup(ctx, r, []string{src}, archiver.Options{Host: "bench"}); err != nil {
 			b.Fatal(err)
 		}

@@ -252,33 +252,15 @@ func createFile(p string, size int64) (*os.File, error) {
 	return f, nil
 }
 
-// finishFile applies the metadata of a file whose content is all written, verifies
-// it if asked, and counts it.
+// finishFile checks that a file whose content is all written has its recorded
+// size, then finishes it as every restored file is (restorer.finishFile).
 func (pl *contentPlan) finishFile(ctx context.Context, f *plannedFile) {
 	if f.failed.Load() {
 		return
 	}
-	rs := pl.rs
-	n := f.entry.Node
-	if uint64(f.size) != n.Size {
-		pl.fail(f, fmt.Errorf("restored %d bytes, the snapshot records %d", f.size, n.Size))
+	if uint64(f.size) != f.entry.Node.Size {
+		pl.fail(f, fmt.Errorf("restored %d bytes, the snapshot records %d", f.size, f.entry.Node.Size))
 		return
 	}
-	if err := localfs.ApplyMetadata(f.path, n); err != nil {
-		rs.fail(f.path, err)
-	}
-	if rs.opts.Verify {
-		if err := verifyFile(ctx, f.path, f.entry); err != nil {
-			rs.fail(f.path, fmt.Errorf("verify: %w", err))
-			return
-		}
-		rs.mu.Lock()
-		rs.res.Verified++
-		rs.mu.Unlock()
-	}
-	rs.mu.Lock()
-	rs.res.Files++
-	rs.res.Bytes += int64(n.Size)
-	rs.mu.Unlock()
-	rs.progress.FileDone(f.path, int64(n.Size))
+	pl.rs.finishFile(ctx, f.path, f.entry)
 }

@@ -397,17 +397,23 @@ func removeExisting(dst string) error {
 
 // restoreFile writes one file's content, leaving holes for zero chunks, then its metadata.
 func (rs *restorer) restoreFile(ctx context.Context, j fileJob) {
-	n := j.entry.Node
 	if err := rs.writeFile(ctx, j); err != nil {
 		rs.fail(j.path, err)
 		return
 	}
-	if err := localfs.ApplyMetadata(j.path, n); err != nil {
-		rs.fail(j.path, err)
+	rs.finishFile(ctx, j.path, j.entry)
+}
+
+// finishFile applies the metadata of a file whose content is written, verifies it
+// if asked, and counts it.
+func (rs *restorer) finishFile(ctx context.Context, path string, e *vfs.Entry) {
+	n := e.Node
+	if err := localfs.ApplyMetadata(path, n); err != nil {
+		rs.fail(path, err)
 	}
 	if rs.opts.Verify {
-		if err := verifyFile(ctx, j.path, j.entry); err != nil {
-			rs.fail(j.path, fmt.Errorf("verify: %w", err))
+		if err := verifyFile(ctx, path, e); err != nil {
+			rs.fail(path, fmt.Errorf("verify: %w", err))
 			return
 		}
 		rs.mu.Lock()
@@ -418,7 +424,7 @@ func (rs *restorer) restoreFile(ctx context.Context, j fileJob) {
 	rs.res.Files++
 	rs.res.Bytes += int64(n.Size)
 	rs.mu.Unlock()
-	rs.progress.FileDone(j.path, int64(n.Size))
+	rs.progress.FileDone(path, int64(n.Size))
 }
 
 func (rs *restorer) writeFile(ctx context.Context, j fileJob) error {
