@@ -369,14 +369,14 @@ func newImageShowCommand(g *globalOptions) *cobra.Command {
 				_ = tw.Flush()
 				if len(img.Lost) > 0 {
 					fmt.Fprintf(w, "repaired: %d ranges were lost from the repository and restore as zeros:\n", len(img.Lost))
-					for _, l := range lostWarnings(&repo.Image{Regions: img.Regions, Lost: img.Lost}, 0) {
-						fmt.Fprintf(w, "  %s\n", strings.TrimSuffix(l, " were lost from the repository and are written as zeros"))
+					for _, l := range zeroedRuns(img, img.Lost, 0) {
+						fmt.Fprintf(w, "  %s\n", l)
 					}
 				}
 				if len(img.Unreadable) > 0 {
 					fmt.Fprintf(w, "%d ranges could not be read from the source when the image was made and restore as zeros:\n", len(img.Unreadable))
-					for _, l := range lostWarnings(&repo.Image{Regions: img.Regions, Unreadable: img.Unreadable}, 0) {
-						fmt.Fprintf(w, "  %s\n", strings.TrimSuffix(l, " could not be read from the source when the image was made and are written as zeros"))
+					for _, l := range zeroedRuns(img, img.Unreadable, 0) {
+						fmt.Fprintf(w, "  %s\n", l)
 					}
 				}
 			})

@@ -430,29 +430,35 @@ func repairSelection(cmd *cobra.Command, r *repo.Repository, fo filterOptions, a
 // partition n (offsets then within the partition).
 func lostWarnings(img *repo.Image, partition int) []string {
 	var out []string
-	for _, set := range []struct {
-		ranges []repo.ByteRange
-		why    string
-	}{
-		{img.Lost, "were lost from the repository"},
-		{img.Unreadable, "could not be read from the source when the image was made"},
-	} {
-		for _, l := range set.ranges {
-			for _, reg := range img.Regions {
-				s, e := max(l.Offset, reg.Offset), min(l.Offset+l.Length, reg.Offset+reg.Size)
-				if s >= e {
-					continue
-				}
-				where := fmt.Sprintf("gap at %d", reg.Offset)
-				if reg.Partition != nil {
-					where = fmt.Sprintf("partition %d", reg.Partition.Number)
-				}
-				switch {
-				case partition == 0:
-					out = append(out, fmt.Sprintf("bytes %d to %d of the disk (%s, %s) %s and are written as zeros", s, e, where, ui.Bytes(uint64(e-s)), set.why))
-				case reg.Partition != nil && reg.Partition.Number == partition:
-					out = append(out, fmt.Sprintf("bytes %d to %d of partition %d (%s) %s and are written as zeros", s-reg.Offset, e-reg.Offset, partition, ui.Bytes(uint64(e-s)), set.why))
-				}
+	for _, l := range zeroedRuns(img, img.Lost, partition) {
+		out = append(out, l+" were lost from the repository and are written as zeros")
+	}
+	for _, l := range zeroedRuns(img, img.Unreadable, partition) {
+		out = append(out, l+" could not be read from the source when the image was made and are written as zeros")
+	}
+	return out
+}
+
+// zeroedRuns names each part of ranges that lies in a region of img, as "bytes A
+// to B of the disk (where, size)", or, for partition n > 0, only the parts in
+// that partition as "bytes A to B of partition n (size)" with offsets within it.
+func zeroedRuns(img *repo.Image, ranges []repo.ByteRange, partition int) []string {
+	var out []string
+	for _, l := range ranges {
+		for _, reg := range img.Regions {
+			s, e := max(l.Offset, reg.Offset), min(l.Offset+l.Length, reg.Offset+reg.Size)
+			if s >= e {
+				continue
+			}
+			where := fmt.Sprintf("gap at %d", reg.Offset)
+			if reg.Partition != nil {
+				where = fmt.Sprintf("partition %d", reg.Partition.Number)
+			}
+			switch {
+			case partition == 0:
+				out = append(out, fmt.Sprintf("bytes %d to %d of the disk (%s, %s)", s, e, where, ui.Bytes(uint64(e-s))))
+			case reg.Partition != nil && reg.Partition.Number == partition:
+				out = append(out, fmt.Sprintf("bytes %d to %d of partition %d (%s)", s-reg.Offset, e-reg.Offset, partition, ui.Bytes(uint64(e-s))))
 			}
 		}
 	}

@@ -230,37 +230,19 @@ func (rs *restorer) walk(ctx context.Context, root *vfs.Entry, rootPath string, 
 // part, to dirErr (when set) and goes on with the entries it has; a root it cannot
 // list at all stops it.
 func walkEntries(ctx context.Context, e *vfs.Entry, p, root string, dirErr func(string, error), fn func(p string, e *vfs.Entry) error) error {
-	if err := fn(p, e); err != nil {
-		if errors.Is(err, vfs.SkipDir) {
-			return nil
-		}
-		return err
-	}
-	if !e.IsDir() {
-		return nil
-	}
-	kids, err := e.Children(ctx)
-	if err != nil {
-		if ctx.Err() != nil || (p == root && len(kids) == 0) {
-			return fmt.Errorf("%s: %w", p, err)
+	return vfs.WalkListing(ctx, e, p, fn, func(dir string, listed int, err error) error {
+		if dir == root && listed == 0 {
+			return fmt.Errorf("%s: %w", dir, err)
 		}
 		if dirErr != nil {
 			what := "cannot list the folder"
-			if len(kids) > 0 {
+			if listed > 0 {
 				what = "some entries of the folder are damaged; the others are restored"
 			}
-			dirErr(p, fmt.Errorf("%s: %w", what, err))
+			dirErr(dir, fmt.Errorf("%s: %w", what, err))
 		}
-	}
-	for _, k := range kids {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := walkEntries(ctx, k, path.Join(p, k.Name()), root, dirErr, fn); err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // prepare returns the target path of rel after making sure that every folder on the

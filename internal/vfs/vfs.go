@@ -116,13 +116,20 @@ var SkipDir = errors.New("skip this directory") //nolint:staticcheck // named li
 // the end.
 func Walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry) error) error {
 	var listErrs []error
-	if err := walk(ctx, e, base, fn, &listErrs); err != nil {
+	err := WalkListing(ctx, e, base, fn, func(p string, _ int, err error) error {
+		listErrs = append(listErrs, fmt.Errorf("%s: %w", p, err))
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return errors.Join(listErrs...)
 }
 
-func walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry) error, listErrs *[]error) error {
+// WalkListing is Walk that tells listErr of each folder that cannot be listed, or
+// only in part, with the number of entries it could list (which are walked) and
+// the error; an error listErr returns stops the walk, as one from fn does.
+func WalkListing(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry) error, listErr func(p string, listed int, err error) error) error {
 	if err := fn(base, e); err != nil {
 		if errors.Is(err, SkipDir) {
 			return nil
@@ -137,13 +144,15 @@ func walk(ctx context.Context, e *Entry, base string, fn func(p string, e *Entry
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		*listErrs = append(*listErrs, fmt.Errorf("%s: %w", base, err))
+		if err := listErr(base, len(kids), err); err != nil {
+			return err
+		}
 	}
 	for _, k := range kids {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := walk(ctx, k, path.Join(base, k.Name()), fn, listErrs); err != nil {
+		if err := WalkListing(ctx, k, path.Join(base, k.Name()), fn, listErr); err != nil {
 			return err
 		}
 	}
